@@ -1,0 +1,49 @@
+"""Command line: `python -m pipeline {train|prune|search|compare|report} [key=value ...] [--config FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pipeline import config
+from pipeline.errors import PipelineError
+
+COMMANDS = {
+    "train": "train the dense model and log it as round 0",
+    "prune": "train, then run the prune -> retrain rounds of the recipe",
+    "search": "search pruning recipes with Optuna (not available in this version)",
+    "compare": "compare Pareto fronts across searches (not available in this version)",
+    "report": "write a report of a search (not available in this version)",
+}
+AVAILABLE = {"train", "prune"}
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser; its epilog lists every config key with its default."""
+    keys = "\n".join(f"  {key:<28} {default!r:<18} {help}" for key, default, help in config.keys())
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Prune recurrent networks round by round; every round is logged to MLflow.",
+        epilog=f"config keys (override with key=value; select a conf/ file with group=name):\n{keys}",
+    )
+    p.add_argument("command", choices=list(COMMANDS), help="; ".join(f"{k}: {v}" for k, v in COMMANDS.items()))
+    p.add_argument("overrides", nargs="*", help="key=value, e.g. pruning.amount=0.95 model=gru")
+    p.add_argument("--config", metavar="FILE", help="a YAML file of overrides (group: {key: value})")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, validate everything, then run; a usage problem is one line on stderr and exit code 2."""
+    args = parser().parse_args(argv)
+    try:
+        cfg = config.load(args.overrides, args.config)
+        if args.command not in AVAILABLE:
+            raise PipelineError(f"{args.command}: not available in this version; use one of {sorted(AVAILABLE)}")
+        from pipeline import runner  # heavy imports only once the input is known to be good
+
+        runner.run(cfg, args.command)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,282 @@
+"""Typed configuration: the single source of truth for every option, loaded and validated up front.
+
+Precedence, lowest first: dataclass defaults < `conf/config.yaml` (which selects one file per group,
+e.g. `conf/model/lstm.yaml`) < `--config FILE` < `key=value` overrides. `group=name` on the command
+line selects another group file (`model=gru`). Every value is checked before any work starts; a bad
+one raises `ConfigError` with one line naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("task", "model", "train", "pruning", "tracking")
+
+
+# --- field helpers: a default, a one-line help, and an optional check ------------------------------
+
+
+def opt(default: Any, help: str, check: Callable[[Any], str | None] | None = None) -> Any:
+    """A dataclass field with its help text and validity check (returns an error or None)."""
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+def in_open_unit(value: float) -> str | None:
+    return None if 0.0 < value < 1.0 else "must be in (0, 1)"
+
+
+def in_unit_interval(value: float) -> str | None:
+    return None if 0.0 <= value < 1.0 else "must be in [0, 1)"
+
+
+def at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda value: None if value >= low else f"must be >= {low}"
+
+
+def positive(value: float | None) -> str | None:
+    return None if value is None or value > 0 else "must be > 0"
+
+
+def one_of(registry: Callable[[], Iterable[str]]) -> Callable[[Any], str | None]:
+    """Check membership in a registry, read lazily so this module stays import-light."""
+
+    def check(value: str) -> str | None:
+        allowed = sorted(registry())
+        return None if value in allowed else f"must be one of: {', '.join(allowed)}"
+
+    return check
+
+
+def _tasks() -> Iterable[str]:
+    from pipeline.data import TASKS
+
+    return TASKS
+
+
+def _cells() -> Iterable[str]:
+    from pipeline.models import CELLS
+
+    return CELLS
+
+
+def _criteria() -> Iterable[str]:
+    from pipeline.pruning.criteria import CRITERIA
+
+    return CRITERIA
+
+
+def _schedules() -> Iterable[str]:
+    from pipeline.pruning.schedules import SCHEDULES
+
+    return SCHEDULES
+
+
+def _scopes() -> Iterable[str]:
+    from pipeline.pruning.masks import SCOPES
+
+    return SCOPES
+
+
+def _granularities() -> Iterable[str]:
+    from pipeline.pruning.groups import GRANULARITIES
+
+    return GRANULARITIES
+
+
+# --- the options -------------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskConfig:
+    name: str = opt("speech", "task family", one_of(_tasks))
+    dataset: str = opt("JapaneseVowels", "dataset of the task (speech: a UEA/UCR set shipped by aeon)")
+    val_fraction: float = opt(0.2, "share of the training split held out for validation", in_open_unit)
+    batch_size: int = opt(32, "examples per batch", at_least(1))
+
+
+@dataclass
+class ModelConfig:
+    cell: str = opt("lstm", "recurrent cell", one_of(_cells))
+    hidden_size: int = opt(128, "hidden units per layer and direction", at_least(1))
+    num_layers: int = opt(1, "stacked recurrent layers", at_least(1))
+    bidirectional: bool = opt(True, "read the sequence in both directions")
+    dropout: float = opt(0.0, "dropout between recurrent layers and before the head", in_unit_interval)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = opt(60, "dense training epochs before the first pruning round", at_least(1))
+    lr: float = opt(3e-3, "Adam learning rate", positive)
+    weight_decay: float = opt(0.0, "AdamW weight decay", at_least(0.0))
+    seed: int = opt(0, "seed of the data split, the initialisation and every epoch's shuffle")
+    accelerator: str = opt("cpu", "Lightning accelerator (cpu, gpu, auto)")
+    checkpoint_dir: str = opt("checkpoints", "where Lightning checkpoints go (one folder per run)")
+    resume: str | None = opt(None, "a checkpoint file to resume from")
+
+
+@dataclass
+class PruningConfig:
+    method: str = opt("magnitude", "importance criterion", one_of(_criteria))
+    granularity: str = opt("unstructured", "what one pruning decision removes", one_of(_granularities))
+    scope: str = opt("global", "rank weights per tensor (local) or all together (global)", one_of(_scopes))
+    schedule: str = opt("iterative", "how the target sparsity grows over rounds", one_of(_schedules))
+    amount: float = opt(0.9, "target sparsity reached after the last round", in_open_unit)
+    threshold: float | None = opt(None, "if set, prune every weight scoring below it instead", positive)
+    iterations: int = opt(4, "number of prune -> retrain rounds", at_least(1))
+    retrain_epochs: int = opt(10, "training epochs after each pruning step", at_least(1))
+    include_head: bool = opt(True, "prune the head's weight too")
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    experiment: str = opt("rnn-pruning", "MLflow experiment name")
+    run_name: str | None = opt(None, "MLflow run name")
+    log_model: bool = opt(True, "log the final pruned model as an artifact")
+
+
+@dataclass
+class Config:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def flat(self) -> dict[str, Any]:
+        """Every option as `group.key -> value`, e.g. for MLflow params."""
+        return {f"{g}.{k}": v for g in GROUPS for k, v in dataclasses.asdict(getattr(self, g)).items()}
+
+
+# --- loading -----------------------------------------------------------------------------------------
+
+
+def load(overrides: Iterable[str] = (), config_file: str | Path | None = None, conf_dir: Path = CONF_DIR) -> Config:
+    """Build a validated Config from the conf/ files, an optional YAML file and `key=value` overrides."""
+    pairs = [_split(item) for item in overrides]
+    base = _read_yaml(conf_dir / "config.yaml") if (conf_dir / "config.yaml").exists() else {}
+    selected = {**base.pop("defaults", {}), **{k: v for k, v in pairs if k in GROUPS}}
+    cfg = Config()
+    for group, name in selected.items():
+        _apply(cfg, {group: _group_file(conf_dir, group, name)}, source=f"{group}={name}")
+    _apply(cfg, base, source=str(conf_dir / "config.yaml"))
+    if config_file is not None:
+        _apply(cfg, _read_yaml(Path(config_file)), source=str(config_file))
+    for key, raw in pairs:
+        if key not in GROUPS:
+            _set(cfg, key, _parse_scalar(raw))
+    return cfg
+
+
+def validate_value(cfg: Config, key: str) -> None:
+    """Check one `group.field` of cfg against its type and range."""
+    group, name = key.split(".", 1)
+    section = getattr(cfg, group)
+    f = {f.name: f for f in dataclasses.fields(section)}[name]
+    value = getattr(section, name)
+    expected = typing.get_type_hints(type(section))[name]
+    if not _type_ok(value, expected):
+        raise ConfigError(f"{key}={value!r}: expected {_type_name(expected)}")
+    check = f.metadata.get("check")
+    problem = check(value) if check and value is not None else None
+    if problem:
+        raise ConfigError(f"{key}={value!r}: {problem}")
+
+
+def keys() -> list[tuple[str, Any, str]]:
+    """Every option as (key, default, help), for --help."""
+    cfg = Config()
+    out = []
+    for g in GROUPS:
+        for f in dataclasses.fields(getattr(cfg, g)):
+            out.append((f"{g}.{f.name}", getattr(getattr(cfg, g), f.name), f.metadata.get("help", "")))
+    return out
+
+
+def _split(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise ConfigError(f"{item!r}: overrides take the form key=value (see --help for the keys)")
+    key, raw = item.split("=", 1)
+    return key.strip(), raw
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        return raw
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of group -> options")
+    return data
+
+
+def _group_file(conf_dir: Path, group: str, name: Any) -> dict[str, Any]:
+    path = conf_dir / group / f"{name}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+        raise ConfigError(f"{group}={name}: no {path.relative_to(conf_dir.parent)}; available: {', '.join(available)}")
+    return _read_yaml(path)
+
+
+def _apply(cfg: Config, tree: Mapping[str, Any], source: str) -> None:
+    for group, values in tree.items():
+        if group not in GROUPS:
+            raise ConfigError(f"{source}: unknown group {group!r}; groups are {', '.join(GROUPS)}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: {group} must be a mapping of options")
+        for name, value in values.items():
+            _set(cfg, f"{group}.{name}", value)
+
+
+def _set(cfg: Config, key: str, value: Any) -> None:
+    group, _, name = key.partition(".")
+    if group not in GROUPS:
+        raise ConfigError(f"{key}={value!r}: unknown key; keys start with one of: {', '.join(GROUPS)}")
+    names = [f.name for f in dataclasses.fields(getattr(cfg, group))]
+    if name not in names:
+        raise ConfigError(f"{key}={value!r}: unknown key; {group} keys are: {', '.join(names)}")
+    section = getattr(cfg, group)
+    expected = typing.get_type_hints(type(section))[name]
+    if _is_float(expected) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    setattr(section, name, value)
+    validate_value(cfg, key)
+
+
+def _is_float(tp: Any) -> bool:
+    return tp is float or float in typing.get_args(tp)
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return any(_type_ok(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, tp)
+
+
+def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    return " or ".join("null" if a is type(None) else a.__name__ for a in args) if args else tp.__name__

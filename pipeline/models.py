@@ -1,0 +1,105 @@
+"""The model: a recurrent backbone (rnn | lstm | gru) with a task head, and its LightningModule.
+
+`RNNNet` is a plain, scriptable nn.Module (what gets exported); `RNNModule` adds the loss, the metric
+and the optimizer. Neither knows anything of MLflow, Optuna or pruning: a pruning callback is handed in
+and carried by the module through `configure_callbacks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def accuracy(logits: Tensor, target: Tensor) -> Tensor:
+    """Share of examples whose highest logit is the target class."""
+    return (logits.argmax(-1) == target).float().mean()
+
+
+METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"accuracy": accuracy}
+
+
+class RNNNet(nn.Module):
+    """Recurrent layers over packed sequences; a linear head on the last layer's final states."""
+
+    def __init__(self, cell: str = "lstm", input_size: int = 12, hidden_size: int = 128, num_layers: int = 1,
+                 bidirectional: bool = True, dropout: float = 0.0, num_outputs: int = 9) -> None:
+        super().__init__()
+        self.num_layers, self.directions = num_layers, 2 if bidirectional else 1
+        self.rnn = CELLS[cell](input_size, hidden_size, num_layers, batch_first=True,
+                               bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size * self.directions, num_outputs)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """(B, T, C) padded inputs and (B,) lengths -> (B, num_outputs) logits."""
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, state = self.rnn(packed)
+        h = state[0] if isinstance(state, tuple) else state  # (L * D, B, H); LSTM also returns c
+        last = h.view(self.num_layers, self.directions, h.shape[1], h.shape[2])[-1]  # (D, B, H)
+        features = last.transpose(0, 1).reshape(h.shape[1], -1)  # (B, D * H)
+        return self.head(self.drop(features))
+
+
+class RNNModule(pl.LightningModule):
+    """Trains an RNNNet on one task: cross-entropy loss, the task's metric, AdamW."""
+
+    def __init__(self, cell: str = "lstm", input_size: int = 12, hidden_size: int = 128, num_layers: int = 1,
+                 bidirectional: bool = True, dropout: float = 0.0, num_outputs: int = 9,
+                 metric: str = "accuracy", lr: float = 3e-3, weight_decay: float = 0.0, seed: int = 0,
+                 callbacks: Sequence[pl.Callback] = ()) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["callbacks"])
+        self.net = RNNNet(cell, input_size, hidden_size, num_layers, bidirectional, dropout, num_outputs)
+        self.metric, self.extra_callbacks = metric, list(callbacks)
+
+    @property
+    def net_config(self) -> dict[str, Any]:
+        """The constructor arguments of `self.net`, enough to rebuild it anywhere."""
+        keys = ("cell", "input_size", "hidden_size", "num_layers", "bidirectional", "dropout", "num_outputs")
+        return {k: self.hparams[k] for k in keys}
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        return self.net(x, lengths)
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, lengths, y = batch
+        loss = F.cross_entropy(self(x, lengths), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        x, lengths, y = batch
+        self.log("val_loss", F.cross_entropy(self(x, lengths), y), on_epoch=True, batch_size=len(y))
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout draws from the global RNG; seeding it per epoch makes a resumed run retrain identically.
+        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return self.extra_callbacks
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable[tuple[Tensor, Tensor, Tensor]]) -> dict[str, float]:
+        """Loss and metric over a whole loader, weighted by batch size; restores the training mode."""
+        was_training, total, loss, score = self.training, 0, 0.0, 0.0
+        self.eval()
+        for x, lengths, y in loader:
+            logits = self(x.to(self.device), lengths)
+            y = y.to(self.device)
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            score += float(METRICS[self.metric](logits, y)) * len(y)
+            total += len(y)
+        self.train(was_training)
+        return {"loss": loss / total, self.metric: score / total}

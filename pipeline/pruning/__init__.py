@@ -1,0 +1,1 @@
+"""The pruning engine: masks, discovery, criteria, schedules (torch only) and the Lightning callback."""

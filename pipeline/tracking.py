@@ -1,0 +1,131 @@
+"""The only module that talks to MLflow: where runs go, how a run is opened and closed, what it logs.
+
+Run contract (see DESIGN.md): params = every config key; per round (step = round, 0 = dense) the
+pruning callback logs `sparsity`, `val_<metric>`, `test_<metric>`, `nonzero_params`, `model_bytes`;
+per epoch (step = epoch) `train_loss` and `val_loss`; the final model under the artifact path `model/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from pipeline.errors import StoreError
+from pipeline.models import RNNNet
+from pipeline.pruning import masks
+
+MODEL_PATH = "model"
+
+
+def tracking_uri(uri: str | None = None, root: Path | None = None) -> str:
+    """The explicit URI, else $MLFLOW_TRACKING_URI, else an absolute sqlite URI of ./mlflow.db."""
+    if uri:
+        return uri
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{((root or Path.cwd()) / 'mlflow.db').resolve()}"
+
+
+class RunLogger(Logger):
+    """Lightning logger writing to one existing MLflow run, one `log_batch` per call.
+
+    Lightning's own MLFlowLogger opens and finishes runs itself; here the run belongs to `open_run`.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        super().__init__()
+        self.client, self.run_id = client, run_id
+
+    @property
+    def name(self) -> str:
+        return "mlflow"
+
+    @property
+    def version(self) -> str:
+        return self.run_id
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        metrics = dict(metrics)
+        # Lightning adds `epoch` to epoch-level logs: per-epoch metrics take the epoch as their step.
+        step = int(metrics.pop("epoch")) if "epoch" in metrics else (step or 0)
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass  # the run's params are the config, logged once by `open_run`
+
+
+@contextmanager
+def open_run(uri: str, experiment: str, params: Mapping[str, Any], run_name: str | None = None,
+             tags: Mapping[str, str] | None = None) -> Iterator[RunLogger]:
+    """Open (or, under `mlflow run`, adopt) a run; close it FINISHED, FAILED or KILLED, never RUNNING."""
+    client = MlflowClient(uri)
+    run_id = _start(client, experiment, run_name, dict(tags or {}))
+    try:
+        client.log_batch(run_id, params=[Param(k, "" if v is None else str(v)) for k, v in params.items()])
+        yield RunLogger(client, run_id)
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def _start(client: MlflowClient, experiment: str, run_name: str | None, tags: dict[str, str]) -> str:
+    # `mlflow run` creates the run and exports its id; log into it rather than opening another.
+    try:
+        if run_id := os.environ.get("MLFLOW_RUN_ID"):
+            if run_name:
+                tags = {"mlflow.runName": run_name, **tags}
+            for key, value in tags.items():
+                client.set_tag(run_id, key, value)
+            return run_id
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        return client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    except MlflowException as err:
+        raise StoreError(f"tracking store {client.tracking_uri}: {str(err).splitlines()[0]}") from None
+
+
+# --- the model artifact: plain tensors and JSON, loadable without unpickling arbitrary objects -------
+
+
+def log_model(client: MlflowClient, run_id: str, net: nn.Module, net_config: Mapping[str, Any]) -> None:
+    """Log `net` with its masks folded in, the masks themselves and its constructor arguments."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "net.json").write_text(json.dumps({"class": "RNNNet", "config": dict(net_config)}, indent=2))
+        torch.save(masks.fold(net), folder / "state_dict.pt")
+        torch.save({name: m.clone() for name, m in masks.read(net).items()}, folder / "masks.pt")
+        client.log_artifacts(run_id, str(folder), artifact_path=MODEL_PATH)
+
+
+def load_model(run_id: str, uri: str | None = None) -> RNNNet:
+    """The pruned model of a run, rebuilt from its artifact, masks attached as buffers."""
+    client = MlflowClient(tracking_uri(uri))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(client.download_artifacts(run_id, MODEL_PATH, tmp))
+        spec = json.loads((folder / "net.json").read_text())
+        net = RNNNet(**spec["config"])
+        net.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True))
+        saved = torch.load(folder / "masks.pt", weights_only=True)
+    masks.attach(net, saved)
+    masks.update(net, saved)
+    return net
