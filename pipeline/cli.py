@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -21,9 +22,10 @@ AVAILABLE = {"train", "prune"}
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser; its epilog lists every config key with its default."""
-    keys = "\n".join(f"  {key:<28} {default!r:<18} {help}" for key, default, help in config.keys())
+    keys = "\n".join(f"  {key:<28} {default!r:<18} {help}" for key, default, help in config.options())
     p = argparse.ArgumentParser(
-        prog="python -m pipeline", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m pipeline",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Prune recurrent networks round by round; every round is logged to MLflow.",
         epilog=f"config keys (override with key=value; select a conf/ file with group=name):\n{keys}",
     )
@@ -33,16 +35,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, validate everything, then run; a usage problem is one line on stderr and exit code 2."""
+def parse(argv: Sequence[str] | None = None) -> tuple[str, config.Config]:
+    """The command and its validated Config."""
     args = parser().parse_args(argv)
+    # `mlflow run` passes all overrides as one quoted parameter: split it like a shell would.
+    overrides = [item for arg in args.overrides for item in shlex.split(arg)]
+    cfg = config.load(overrides, args.config)
+    if args.command not in AVAILABLE:
+        raise PipelineError(f"{args.command}: not available in this version; use one of {sorted(AVAILABLE)}")
+    return args.command, cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse and validate everything, then run; a usage problem is one line on stderr and exit code 2."""
     try:
-        cfg = config.load(args.overrides, args.config)
-        if args.command not in AVAILABLE:
-            raise PipelineError(f"{args.command}: not available in this version; use one of {sorted(AVAILABLE)}")
+        command, cfg = parse(argv)
         from pipeline import runner  # heavy imports only once the input is known to be good
 
-        runner.run(cfg, args.command)
+        runner.run(cfg, command)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

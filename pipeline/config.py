@@ -194,7 +194,7 @@ def validate_value(cfg: Config, key: str) -> None:
         raise ConfigError(f"{key}={value!r}: {problem}")
 
 
-def keys() -> list[tuple[str, Any, str]]:
+def options() -> list[tuple[str, Any, str]]:
     """Every option as (key, default, help), for --help."""
     cfg = Config()
     out = []
@@ -212,6 +212,11 @@ def _split(item: str) -> tuple[str, str]:
 
 
 def _parse_scalar(raw: str) -> Any:
+    for number in (int, float):  # YAML 1.1 reads `1e-3` as a string
+        try:
+            return number(raw)
+        except ValueError:
+            pass
     try:
         return yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:

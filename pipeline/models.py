@@ -30,12 +30,26 @@ METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"accuracy": accuracy}
 class RNNNet(nn.Module):
     """Recurrent layers over packed sequences; a linear head on the last layer's final states."""
 
-    def __init__(self, cell: str = "lstm", input_size: int = 12, hidden_size: int = 128, num_layers: int = 1,
-                 bidirectional: bool = True, dropout: float = 0.0, num_outputs: int = 9) -> None:
+    def __init__(
+        self,
+        cell: str = "lstm",
+        input_size: int = 12,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+        num_outputs: int = 9,
+    ) -> None:
         super().__init__()
         self.num_layers, self.directions = num_layers, 2 if bidirectional else 1
-        self.rnn = CELLS[cell](input_size, hidden_size, num_layers, batch_first=True,
-                               bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = CELLS[cell](
+            input_size,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size * self.directions, num_outputs)
 
@@ -52,10 +66,21 @@ class RNNNet(nn.Module):
 class RNNModule(pl.LightningModule):
     """Trains an RNNNet on one task: cross-entropy loss, the task's metric, AdamW."""
 
-    def __init__(self, cell: str = "lstm", input_size: int = 12, hidden_size: int = 128, num_layers: int = 1,
-                 bidirectional: bool = True, dropout: float = 0.0, num_outputs: int = 9,
-                 metric: str = "accuracy", lr: float = 3e-3, weight_decay: float = 0.0, seed: int = 0,
-                 callbacks: Sequence[pl.Callback] = ()) -> None:
+    def __init__(
+        self,
+        cell: str = "lstm",
+        input_size: int = 12,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+        num_outputs: int = 9,
+        metric: str = "accuracy",
+        lr: float = 3e-3,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+        callbacks: Sequence[pl.Callback] = (),
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["callbacks"])
         self.net = RNNNet(cell, input_size, hidden_size, num_layers, bidirectional, dropout, num_outputs)
@@ -80,9 +105,10 @@ class RNNModule(pl.LightningModule):
         x, lengths, y = batch
         self.log("val_loss", F.cross_entropy(self(x, lengths), y), on_epoch=True, batch_size=len(y))
 
-    def on_train_epoch_start(self) -> None:
-        # Dropout draws from the global RNG; seeding it per epoch makes a resumed run retrain identically.
-        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch)
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout draws from the global RNG, which other code (e.g. each DataLoader iterator) also draws
+        # from; seeding it per optimizer step makes a run resumed from a checkpoint retrain identically.
+        torch.manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -20,7 +20,6 @@ import torch
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import nn
 
@@ -71,11 +70,15 @@ class RunLogger(Logger):
 
 
 @contextmanager
-def open_run(uri: str, experiment: str, params: Mapping[str, Any], run_name: str | None = None,
-             tags: Mapping[str, str] | None = None) -> Iterator[RunLogger]:
+def open_run(
+    uri: str,
+    experiment: str,
+    params: Mapping[str, Any],
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[RunLogger]:
     """Open (or, under `mlflow run`, adopt) a run; close it FINISHED, FAILED or KILLED, never RUNNING."""
-    client = MlflowClient(uri)
-    run_id = _start(client, experiment, run_name, dict(tags or {}))
+    client, run_id = _start(uri, experiment, run_name, dict(tags or {}))
     try:
         client.log_batch(run_id, params=[Param(k, "" if v is None else str(v)) for k, v in params.items()])
         yield RunLogger(client, run_id)
@@ -88,20 +91,22 @@ def open_run(uri: str, experiment: str, params: Mapping[str, Any], run_name: str
     client.set_terminated(run_id, "FINISHED")
 
 
-def _start(client: MlflowClient, experiment: str, run_name: str | None, tags: dict[str, str]) -> str:
+def _start(uri: str, experiment: str, run_name: str | None, tags: dict[str, str]) -> tuple[MlflowClient, str]:
     # `mlflow run` creates the run and exports its id; log into it rather than opening another.
     try:
+        client = MlflowClient(uri)
         if run_id := os.environ.get("MLFLOW_RUN_ID"):
             if run_name:
                 tags = {"mlflow.runName": run_name, **tags}
             for key, value in tags.items():
                 client.set_tag(run_id, key, value)
-            return run_id
+            return client, run_id
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-        return client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-    except MlflowException as err:
-        raise StoreError(f"tracking store {client.tracking_uri}: {str(err).splitlines()[0]}") from None
+        return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    except Exception as err:  # whatever the backend raises, the user needs the URI and the cause
+        cause = str(err).strip().splitlines()[0]
+        raise StoreError(f"tracking store {uri}: cannot be opened ({cause}); check tracking.uri") from None
 
 
 # --- the model artifact: plain tensors and JSON, loadable without unpickling arbitrary objects -------

@@ -32,8 +32,9 @@ def load_aeon(name: str, split: str) -> tuple[list[np.ndarray], np.ndarray]:
 class SpeechData(pl.LightningDataModule):
     """Train/val/test loaders of (padded sequences, lengths, class index)."""
 
-    def __init__(self, dataset: str = "JapaneseVowels", val_fraction: float = 0.2, batch_size: int = 32,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, dataset: str = "JapaneseVowels", val_fraction: float = 0.2, batch_size: int = 32, seed: int = 0
+    ) -> None:
         super().__init__()
         self.dataset, self.val_fraction, self.batch_size, self.seed = dataset, val_fraction, batch_size, seed
 

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny real configs (JapaneseVowels, a few hidden units, a few epochs) and tmp stores."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import pytest
+
+from pipeline import config
+
+TINY = [
+    "model.hidden_size=8",
+    "train.epochs=2",
+    "pruning.retrain_epochs=1",
+    "pruning.iterations=3",
+    "task.batch_size=64",
+]
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+
+
+@pytest.fixture
+def tiny(tmp_path: Path):
+    """Build a tiny Config whose stores and checkpoints live in tmp_path."""
+
+    def make(*overrides: str) -> config.Config:
+        return config.load(
+            [
+                *TINY,
+                f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                f"train.checkpoint_dir={tmp_path / 'checkpoints'}",
+                *overrides,
+            ]
+        )
+
+    return make
