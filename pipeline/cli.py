@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
+import warnings
 from collections.abc import Sequence
 
 from pipeline import config
@@ -46,8 +48,16 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, config.Config]:
     return args.command, cfg
 
 
+def quiet_lightning() -> None:
+    """Keep the terminal to progress that matters: no advertising tip, no deprecation noise of dependencies."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec).*")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse and validate everything, then run; a usage problem is one line on stderr and exit code 2."""
+    quiet_lightning()
     try:
         command, cfg = parse(argv)
         from pipeline import runner  # heavy imports only once the input is known to be good

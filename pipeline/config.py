@@ -117,7 +117,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = opt(60, "dense training epochs before the first pruning round", at_least(1))
-    lr: float = opt(3e-3, "Adam learning rate", positive)
+    lr: float = opt(3e-3, "AdamW learning rate", positive)
     weight_decay: float = opt(0.0, "AdamW weight decay", at_least(0.0))
     seed: int = opt(0, "seed of the data split, the initialisation and every epoch's shuffle")
     accelerator: str = opt("cpu", "Lightning accelerator (cpu, gpu, auto)")
