@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -28,39 +28,60 @@ METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"accuracy": accuracy}
 
 
 class RNNNet(nn.Module):
-    """Recurrent layers over packed sequences; a linear head on the last layer's final states."""
+    """Recurrent layers over packed sequences; a linear head on the last layer's final states.
+
+    Each layer is its own single-layer `nn.RNN`/`nn.LSTM`/`nn.GRU`, so a compacted network can keep a
+    different number of hidden units per layer (`hidden_size` may be a list, one entry per layer).
+    """
 
     def __init__(
         self,
         cell: str = "lstm",
         input_size: int = 12,
-        hidden_size: int = 128,
+        hidden_size: int | list[int] = 128,
         num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.0,
         num_outputs: int = 9,
     ) -> None:
         super().__init__()
-        self.num_layers, self.directions = num_layers, 2 if bidirectional else 1
-        self.rnn = CELLS[cell](
-            input_size,
-            hidden_size,
-            num_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
+        sizes = list(hidden_size) if isinstance(hidden_size, list | tuple) else [hidden_size] * num_layers
+        self.cell, self.directions = cell, 2 if bidirectional else 1
+        inputs = [input_size] + [self.directions * h for h in sizes[:-1]]
+        self.layers = nn.ModuleList(
+            CELLS[cell](i, h, batch_first=True, bidirectional=bidirectional) for i, h in zip(inputs, sizes, strict=True)
         )
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size * self.directions, num_outputs)
+        self.head = nn.Linear(self.directions * sizes[-1], num_outputs)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """(B, T, C) padded inputs and (B,) lengths -> (B, num_outputs) logits."""
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, state = self.rnn(packed)
-        h = state[0] if isinstance(state, tuple) else state  # (L * D, B, H); LSTM also returns c
-        last = h.view(self.num_layers, self.directions, h.shape[1], h.shape[2])[-1]  # (D, B, H)
-        features = last.transpose(0, 1).reshape(h.shape[1], -1)  # (B, D * H)
+        h = x.new_zeros(0)
+        for i, layer in enumerate(self.layers):
+            if i > 0:  # dropout between layers, on the packed steps only
+                packed = PackedSequence(
+                    self.drop(packed.data), packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+                )
+            packed, state = layer(packed)
+            h = state[0] if isinstance(state, tuple) else state  # (D, B, H); an LSTM also returns c
+        features = h.transpose(0, 1).reshape(h.shape[1], -1)  # (B, D * H), forward units first
         return self.head(self.drop(features))
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, loader: Iterable[tuple[Tensor, Tensor, Tensor]], metric: str) -> dict[str, float]:
+    """Loss and metric of `net` over a whole loader, weighted by batch size; restores the training mode."""
+    was_training, total, loss, score = net.training, 0, 0.0, 0.0
+    device = next(net.parameters()).device
+    net.eval()
+    for x, lengths, y in loader:
+        logits, y = net(x.to(device), lengths), y.to(device)
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        score += float(METRICS[metric](logits, y)) * len(y)
+        total += len(y)
+    net.train(was_training)
+    return {"loss": loss / total, metric: score / total}
 
 
 class RNNModule(pl.LightningModule):
@@ -95,15 +116,18 @@ class RNNModule(pl.LightningModule):
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         return self.net(x, lengths)
 
-    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+    def loss(self, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        """The training loss of one batch (also used to score weights by their gradients)."""
         x, lengths, y = batch
-        loss = F.cross_entropy(self(x, lengths), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        return F.cross_entropy(self(x, lengths), y)
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = self.loss(batch)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[2]))
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
-        x, lengths, y = batch
-        self.log("val_loss", F.cross_entropy(self(x, lengths), y), on_epoch=True, batch_size=len(y))
+        self.log("val_loss", self.loss(batch), on_epoch=True, batch_size=len(batch[2]))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Dropout draws from the global RNG, which other code (e.g. each DataLoader iterator) also draws
@@ -116,16 +140,6 @@ class RNNModule(pl.LightningModule):
     def configure_callbacks(self) -> list[pl.Callback]:
         return self.extra_callbacks
 
-    @torch.no_grad()
     def evaluate(self, loader: Iterable[tuple[Tensor, Tensor, Tensor]]) -> dict[str, float]:
-        """Loss and metric over a whole loader, weighted by batch size; restores the training mode."""
-        was_training, total, loss, score = self.training, 0, 0.0, 0.0
-        self.eval()
-        for x, lengths, y in loader:
-            logits = self(x.to(self.device), lengths)
-            y = y.to(self.device)
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            score += float(METRICS[self.metric](logits, y)) * len(y)
-            total += len(y)
-        self.train(was_training)
-        return {"loss": loss / total, self.metric: score / total}
+        """Loss and metric of the network over a whole loader."""
+        return evaluate(self.net, loader, self.metric)

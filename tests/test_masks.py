@@ -71,7 +71,8 @@ def test_buffers_fold_and_statistics() -> None:
     net = RNNNet(cell="gru", input_size=3, hidden_size=4, num_layers=2, bidirectional=True, num_outputs=2)
     names = prunable(net)
     assert sorted(names) == sorted(
-        [f"rnn.weight_{k}_l{i}{s}" for k in ("ih", "hh") for i in (0, 1) for s in ("", "_reverse")] + ["head.weight"]
+        [f"layers.{i}.weight_{k}_l0{s}" for k in ("ih", "hh") for i in (0, 1) for s in ("", "_reverse")]
+        + ["head.weight"]
     )
     masks.attach(net, names)
     dense_bytes = masks.model_bytes(net)
