@@ -83,13 +83,13 @@ def _schedules() -> Iterable[str]:
 
 
 def _scopes() -> Iterable[str]:
-    from pipeline.pruning.masks import SCOPES
+    from pipeline.pruning.select import SCOPES
 
     return SCOPES
 
 
 def _granularities() -> Iterable[str]:
-    from pipeline.pruning.groups import GRANULARITIES
+    from pipeline.pruning.select import GRANULARITIES
 
     return GRANULARITIES
 
@@ -131,11 +131,17 @@ class PruningConfig:
     granularity: str = opt("unstructured", "what one pruning decision removes", one_of(_granularities))
     scope: str = opt("global", "rank weights per tensor (local) or all together (global)", one_of(_scopes))
     schedule: str = opt("iterative", "how the target sparsity grows over rounds", one_of(_schedules))
-    amount: float = opt(0.9, "target sparsity reached after the last round", in_open_unit)
-    threshold: float | None = opt(None, "if set, prune every weight scoring below it instead", positive)
+    amount: float = opt(0.9, "target share of weights (structured: of hidden units) pruned at the end", in_open_unit)
+    threshold: float | None = opt(None, "if set, prune every weight (unit) scoring below it instead", positive)
     iterations: int = opt(4, "number of prune -> retrain rounds", at_least(1))
     retrain_epochs: int = opt(10, "training epochs after each pruning step", at_least(1))
-    include_head: bool = opt(True, "prune the head's weight too")
+    include_head: bool = opt(True, "prune the head's weight too (structured pruning always cuts its columns)")
+    grad_batches: int = opt(8, "training batches whose gradients score weights (taylor, gradient)", at_least(1))
+    tolerance: float | None = opt(None, "stop once val quality falls more than this below dense", at_least(0.0))
+    rewind: int | None = opt(None, "lottery ticket: reset survivors to their weights at this epoch", at_least(0))
+    l1: float = opt(0.0, "L1 penalty on prunable weights, added to the loss", at_least(0.0))
+    group_lasso: float = opt(0.0, "group lasso penalty on hidden units, added to the loss", at_least(0.0))
+    quantize: bool = opt(False, "int8 dynamic quantization of the final (compacted) model, logged beside it")
 
 
 @dataclass
@@ -153,6 +159,15 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def check(self) -> Config:
+        """Rules between keys of different groups."""
+        if self.pruning.rewind is not None and self.pruning.rewind > self.train.epochs:
+            raise ConfigError(
+                f"pruning.rewind={self.pruning.rewind}: must be <= train.epochs ({self.train.epochs}), "
+                "the epoch pruning starts"
+            )
+        return self
 
     def flat(self) -> dict[str, Any]:
         """Every option as `group.key -> value`, e.g. for MLflow params."""
@@ -176,7 +191,7 @@ def load(overrides: Iterable[str] = (), config_file: str | Path | None = None, c
     for key, raw in pairs:
         if key not in GROUPS:
             _set(cfg, key, _parse_scalar(raw))
-    return cfg
+    return cfg.check()
 
 
 def validate_value(cfg: Config, key: str) -> None:

@@ -45,6 +45,15 @@ class RNNNet(nn.Module):
         num_outputs: int = 9,
     ) -> None:
         super().__init__()
+        self.config = {  # the constructor arguments: enough to rebuild this network anywhere
+            "cell": cell,
+            "input_size": input_size,
+            "hidden_size": hidden_size,
+            "num_layers": num_layers,
+            "bidirectional": bidirectional,
+            "dropout": dropout,
+            "num_outputs": num_outputs,
+        }
         sizes = list(hidden_size) if isinstance(hidden_size, list | tuple) else [hidden_size] * num_layers
         self.cell, self.directions = cell, 2 if bidirectional else 1
         inputs = [input_size] + [self.directions * h for h in sizes[:-1]]
@@ -73,7 +82,7 @@ class RNNNet(nn.Module):
 def evaluate(net: nn.Module, loader: Iterable[tuple[Tensor, Tensor, Tensor]], metric: str) -> dict[str, float]:
     """Loss and metric of `net` over a whole loader, weighted by batch size; restores the training mode."""
     was_training, total, loss, score = net.training, 0, 0.0, 0.0
-    device = next(net.parameters()).device
+    device = next(net.parameters(), torch.empty(0)).device  # a quantized net may hold no Parameters
     net.eval()
     for x, lengths, y in loader:
         logits, y = net(x.to(device), lengths), y.to(device)
@@ -97,6 +106,7 @@ class RNNModule(pl.LightningModule):
         dropout: float = 0.0,
         num_outputs: int = 9,
         metric: str = "accuracy",
+        direction: str = "max",
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         seed: int = 0,
@@ -105,13 +115,7 @@ class RNNModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["callbacks"])
         self.net = RNNNet(cell, input_size, hidden_size, num_layers, bidirectional, dropout, num_outputs)
-        self.metric, self.extra_callbacks = metric, list(callbacks)
-
-    @property
-    def net_config(self) -> dict[str, Any]:
-        """The constructor arguments of `self.net`, enough to rebuild it anywhere."""
-        keys = ("cell", "input_size", "hidden_size", "num_layers", "bidirectional", "dropout", "num_outputs")
-        return {k: self.hparams[k] for k in keys}
+        self.metric, self.direction, self.extra_callbacks = metric, direction, list(callbacks)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         return self.net(x, lengths)

@@ -1,39 +1,37 @@
 """One training job: build the task, the model and the pruning callback from a Config, fit, log.
 
-`train` fits the dense model and logs it as round 0; `prune` goes on with the prune -> retrain rounds.
-Everything lands in one MLflow run, whose id is returned.
+`train` fits the dense model and logs it as round 0; `prune` goes on with the prune -> retrain rounds,
+then logs the result: the pruned model, its per-gate sparsity (table and heatmap), for structured
+pruning the compacted model, and optionally its int8 quantization. Everything lands in one MLflow run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+import tempfile
 from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
+from mlflow.tracking import MlflowClient
+from torch import nn
 
-from pipeline import tracking
+from pipeline import plots, tracking
 from pipeline.config import Config
 from pipeline.data import TASKS
-from pipeline.models import RNNModule
+from pipeline.models import RNNModule, RNNNet, evaluate
+from pipeline.pruning import masks
 from pipeline.pruning.callback import PruningCallback
+from pipeline.pruning.compact import compact
+from pipeline.pruning.gates import gate_sparsity
+from pipeline.quantize import quantize, state_bytes
 
 
 def pruning_callback(cfg: Config, rounds: int) -> PruningCallback:
     """The callback of the config's recipe, with `rounds` rounds (0: evaluate the dense model only)."""
-    p = cfg.pruning
-    return PruningCallback(
-        method=p.method,
-        schedule=p.schedule,
-        scope=p.scope,
-        amount=p.amount,
-        threshold=p.threshold,
-        iterations=rounds,
-        dense_epochs=cfg.train.epochs,
-        retrain_epochs=p.retrain_epochs,
-        include_head=p.include_head,
-    )
+    recipe = {k: v for k, v in dataclasses.asdict(cfg.pruning).items() if k != "quantize"}
+    return PruningCallback(**{**recipe, "iterations": rounds}, dense_epochs=cfg.train.epochs, seed=cfg.train.seed)
 
 
 def build(cfg: Config, rounds: int) -> tuple[pl.LightningDataModule, RNNModule, PruningCallback]:
@@ -52,6 +50,7 @@ def build(cfg: Config, rounds: int) -> tuple[pl.LightningDataModule, RNNModule, 
         input_size=spec.input_size,
         num_outputs=spec.num_outputs,
         metric=spec.metric,
+        direction=spec.direction,
         lr=cfg.train.lr,
         weight_decay=cfg.train.weight_decay,
         seed=cfg.train.seed,
@@ -64,9 +63,8 @@ def run(cfg: Config, command: str) -> str:
     """Run `train` or `prune` as one MLflow run; return its id."""
     data, module, callback = build(cfg, rounds=cfg.pruning.iterations if command == "prune" else 0)
     uri = tracking.tracking_uri(cfg.tracking.uri)
-    with tracking.open_run(
-        uri, cfg.tracking.experiment, cfg.flat(), cfg.tracking.run_name, tags={"pipeline.command": command}
-    ) as logger:
+    tags = {"pipeline.command": command}
+    with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.tracking.run_name, tags) as logger:
         trainer = pl.Trainer(
             max_epochs=callback.total_epochs,
             logger=logger,
@@ -78,7 +76,55 @@ def run(cfg: Config, command: str) -> str:
             log_every_n_steps=1,
         )
         trainer.fit(module, datamodule=data, ckpt_path=cfg.train.resume)
-        if cfg.tracking.log_model:
-            tracking.log_model(logger.client, logger.run_id, module.net, module.net_config)
+        log_result(cfg, logger.client, logger.run_id, module, callback, data)
         print(f"run {logger.run_id} in {uri} (open it with: mlflow ui --backend-store-uri {uri})")
         return logger.run_id
+
+
+def log_result(
+    cfg: Config,
+    client: MlflowClient,
+    run_id: str,
+    module: RNNModule,
+    callback: PruningCallback,
+    data: pl.LightningDataModule,
+) -> None:
+    """Log what the rounds produced: which round was kept, the model(s), per-gate sparsity, quantization."""
+    client.set_tag(run_id, "pruning.kept_round", str(callback.kept_round))
+    if callback.stopped_at is not None:
+        client.set_tag(run_id, "pruning.stopped_at", str(callback.stopped_at))
+    rows = gate_sparsity(module.net)
+    tracking.log_table(client, run_id, rows, "sparsity/gates")
+    with tempfile.TemporaryDirectory() as tmp:
+        client.log_artifact(run_id, str(plots.gate_heatmap(rows, Path(tmp) / "gates.png")), "sparsity")
+    if not cfg.tracking.log_model:
+        return
+    tracking.log_model(client, run_id, module.net)
+    final = plain(module.net)
+    if cfg.pruning.granularity == "structured":
+        final = compact(module.net)
+        tracking.log_model(client, run_id, final, "compacted_model")
+        tracking.log_metrics(
+            client,
+            run_id,
+            {"compacted_params": sum(p.numel() for p in final.parameters()), "compacted_bytes": state_bytes(final)},
+        )
+    if cfg.pruning.quantize:
+        small, metric = quantize(final), module.metric
+        tracking.log_metrics(
+            client,
+            run_id,
+            {
+                "float_bytes": state_bytes(final),
+                "quantized_bytes": state_bytes(small),
+                f"quantized_val_{metric}": evaluate(small, data.val_dataloader(), metric)[metric],
+                f"quantized_test_{metric}": evaluate(small, data.test_dataloader(), metric)[metric],
+            },
+        )
+
+
+def plain(net: RNNNet) -> nn.Module:
+    """A copy of the network without mask buffers, masks folded into the weights."""
+    copy = RNNNet(**net.config)
+    copy.load_state_dict(masks.fold(net))
+    return copy

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
@@ -109,24 +110,40 @@ def _start(uri: str, experiment: str, run_name: str | None, tags: dict[str, str]
         raise StoreError(f"tracking store {uri}: cannot be opened ({cause}); check tracking.uri") from None
 
 
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    """Log several metrics in one batch."""
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def log_table(client: MlflowClient, run_id: str, rows: list[dict[str, Any]], path: str) -> None:
+    """Log rows as `<path>.csv` and `<path>.json` (one table, two formats)."""
+    frame = pd.DataFrame(rows)
+    folder, _, stem = path.rpartition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        frame.to_csv(Path(tmp) / f"{stem}.csv", index=False)
+        frame.to_json(Path(tmp) / f"{stem}.json", orient="records", indent=2)
+        client.log_artifacts(run_id, tmp, artifact_path=folder or None)
+
+
 # --- the model artifact: plain tensors and JSON, loadable without unpickling arbitrary objects -------
 
 
-def log_model(client: MlflowClient, run_id: str, net: nn.Module, net_config: Mapping[str, Any]) -> None:
+def log_model(client: MlflowClient, run_id: str, net: nn.Module, path: str = MODEL_PATH) -> None:
     """Log `net` with its masks folded in, the masks themselves and its constructor arguments."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "net.json").write_text(json.dumps({"class": "RNNNet", "config": dict(net_config)}, indent=2))
+        (folder / "net.json").write_text(json.dumps({"class": type(net).__name__, "config": net.config}, indent=2))
         torch.save(masks.fold(net), folder / "state_dict.pt")
         torch.save({name: m.clone() for name, m in masks.read(net).items()}, folder / "masks.pt")
-        client.log_artifacts(run_id, str(folder), artifact_path=MODEL_PATH)
+        client.log_artifacts(run_id, str(folder), artifact_path=path)
 
 
-def load_model(run_id: str, uri: str | None = None) -> RNNNet:
-    """The pruned model of a run, rebuilt from its artifact, masks attached as buffers."""
+def load_model(run_id: str, uri: str | None = None, path: str = MODEL_PATH) -> RNNNet:
+    """A logged model of a run (`model` or `compacted_model`), rebuilt from its artifact, masks attached."""
     client = MlflowClient(tracking_uri(uri))
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(client.download_artifacts(run_id, MODEL_PATH, tmp))
+        folder = Path(client.download_artifacts(run_id, path, tmp))
         spec = json.loads((folder / "net.json").read_text())
         net = RNNNet(**spec["config"])
         net.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.models import RNNNet
-from pipeline.pruning import masks
+from pipeline.pruning import masks, select
 from pipeline.pruning.groups import prunable
 from pipeline.pruning.schedules import SCHEDULES
 
@@ -30,7 +30,7 @@ shapes = st.lists(st.tuples(st.integers(1, 9), st.integers(1, 9)), min_size=1, m
 def test_global_selection_hits_target_exactly_and_only_shrinks(shapes, seed, already, extra) -> None:
     scores, current = _scores_and_masks(shapes, seed, already)
     target = masks.sparsity(current) + extra * (1 - masks.sparsity(current))
-    new = masks.select_global(scores, current, target)
+    new = select.select_global(scores, current, target)
     total = sum(m.numel() for m in current.values())
     assert sum(int((~m).sum()) for m in new.values()) == min(total, round(target * total))
     assert all(bool((new[k] <= current[k]).all()) for k in current)  # pruned stays pruned
@@ -40,7 +40,7 @@ def test_global_selection_hits_target_exactly_and_only_shrinks(shapes, seed, alr
 @given(shapes=shapes, seed=st.integers(0, 10_000), already=st.floats(0.0, 0.5), target=st.floats(0.5, 0.99))
 def test_local_selection_hits_target_per_tensor(shapes, seed, already, target) -> None:
     scores, current = _scores_and_masks(shapes, seed, already)
-    new = masks.select_local(scores, current, target)
+    new = select.select_local(scores, current, target)
     for k, m in new.items():
         assert int((~m).sum()) == max(int((~current[k]).sum()), round(target * m.numel()))
         assert bool((m <= current[k]).all())
@@ -49,9 +49,9 @@ def test_local_selection_hits_target_per_tensor(shapes, seed, already, target) -
 def test_selection_prunes_the_lowest_scores() -> None:
     scores = {"a": torch.tensor([[0.1, 0.9], [0.5, 0.3]]), "b": torch.tensor([0.2, 0.8])}
     full = {k: torch.ones_like(v, dtype=torch.bool) for k, v in scores.items()}
-    new = masks.select_global(scores, full, 0.5)
+    new = select.select_global(scores, full, 0.5)
     assert new["a"].tolist() == [[False, True], [True, False]] and new["b"].tolist() == [False, True]
-    by_threshold = masks.select_threshold(scores, full, 0.4)
+    by_threshold = select.select_threshold(scores, full, 0.4)
     assert by_threshold["a"].tolist() == [[False, True], [True, False]] and by_threshold["b"].tolist() == [False, True]
 
 
@@ -78,7 +78,7 @@ def test_buffers_fold_and_statistics() -> None:
     dense_bytes = masks.model_bytes(net)
     assert masks.sparsity(masks.read(net)) == 0.0
     scores = {n: p.detach().abs() for n, p in net.named_parameters() if n in names}
-    masks.update(net, masks.select_global(scores, masks.read(net), 0.75))
+    masks.update(net, select.select_global(scores, masks.read(net), 0.75))
     params = dict(net.named_parameters())
     assert all(bool((params[n][~m] == 0).all()) for n, m in masks.read(net).items())
     assert masks.sparsity(masks.read(net)) == pytest.approx(0.75, abs=1e-3)

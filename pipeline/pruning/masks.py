@@ -4,12 +4,12 @@ A mask for parameter `rnn.weight_hh_l0` is the buffer `rnn.weight_hh_l0_mask` (T
 plain buffers rather than `torch.nn.utils.prune` reparametrisations, so `deepcopy`, `state_dict`
 round-trips, `torch.jit.script` and quantization see an ordinary module. Sparsity is read from here only.
 
-Computing a new mask is a pure function of scores (`select_*`); applying it is separate (`update`).
+Computing a new mask is a pure function of scores (select.py); applying it is done here (`update`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -99,44 +99,6 @@ def model_bytes(model: nn.Module) -> int:
         else:
             total += p.numel() * p.element_size()
     return total
-
-
-# --- selection: pure functions from scores to new masks ----------------------------------------------
-
-
-def select_local(scores: Mapping[str, Tensor], masks: Masks, target: float) -> Masks:
-    """Per tensor, keep the highest-scoring weights so that each tensor reaches `target` sparsity."""
-    return {name: _keep_top(scores[name], masks[name], target) for name in scores}
-
-
-def select_global(scores: Mapping[str, Tensor], masks: Masks, target: float) -> Masks:
-    """Rank all weights together; the whole set of prunable weights reaches `target` sparsity."""
-    names = list(scores)
-    flat_scores = torch.cat([scores[n].flatten() for n in names])
-    flat_keep = _keep_top(flat_scores, torch.cat([masks[n].flatten() for n in names]), target)
-    chunks = torch.split(flat_keep, [masks[n].numel() for n in names])
-    return {n: chunk.view_as(masks[n]) for n, chunk in zip(names, chunks, strict=True)}
-
-
-def select_threshold(scores: Mapping[str, Tensor], masks: Masks, threshold: float) -> Masks:
-    """Keep exactly the weights that score at least `threshold` (and were kept before)."""
-    return {name: masks[name] & (scores[name] >= threshold) for name in scores}
-
-
-SCOPES: dict[str, Callable[[Mapping[str, Tensor], Masks, float], Masks]] = {
-    "local": select_local,
-    "global": select_global,
-}
-
-
-def _keep_top(score: Tensor, keep: Tensor, target: float) -> Tensor:
-    # Already-pruned weights rank lowest, so they count towards the target and stay pruned.
-    score = score.float().masked_fill(~keep, float("-inf")).flatten()
-    n_prune = min(score.numel(), round(target * score.numel()))
-    out = torch.ones_like(score, dtype=torch.bool)
-    if n_prune > 0:
-        out[torch.topk(score, n_prune, largest=False).indices] = False
-    return out.view_as(keep) & keep
 
 
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:

@@ -1,6 +1,7 @@
 """Schedules: a registry of pure functions giving the target sparsity after round r of n.
 
 Every schedule ends at `amount` after the last round; round 0 is the dense model (sparsity 0).
+For AGP per epoch, run one retrain epoch per round (`pruning.retrain_epochs=1`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,19 @@ def iterative(r: int, n: int, amount: float) -> float:
     return 1.0 - (1.0 - amount) ** (min(r, n) / n)
 
 
+def agp(r: int, n: int, amount: float) -> float:
+    """Automated gradual pruning (Zhu & Gupta, 2017): fast at first, slower as fewer weights remain."""
+    return amount * (1.0 - (1.0 - min(r, n) / n) ** 3)
+
+
+def constant(r: int, n: int, amount: float) -> float:
+    """The same number of weights every round: sparsity grows linearly to the target."""
+    return amount * min(r, n) / n
+
+
 SCHEDULES: dict[str, Schedule] = {
     "oneshot": oneshot,
     "iterative": iterative,
+    "agp": agp,
+    "constant": constant,
 }

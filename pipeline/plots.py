@@ -1,0 +1,46 @@
+"""Static PNG figures for run artifacts (rendered with Agg, so they need no display and no CDN)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def gate_heatmap(rows: list[dict], path: Path, title: str = "") -> Path:
+    """Heatmap of sparsity per gate (columns) for each layer, direction and matrix (rows); returns `path`."""
+    df = pd.DataFrame(rows)
+    df["row"] = [_label(r) for r in rows]
+    # pivot sorts its labels; reindex restores the model's order (layers, then the head last).
+    table = df.pivot(index="row", columns="gate", values="sparsity").reindex(
+        index=list(dict.fromkeys(df["row"])), columns=list(dict.fromkeys(df["gate"]))
+    )
+    values = table.to_numpy(dtype=float)  # (rows, gates); NaN where a row has no such gate (the head)
+
+    n_rows, n_cols = values.shape
+    fig = Figure(figsize=(1.6 + 0.9 * n_cols, 1.0 + 0.35 * n_rows), layout="constrained")
+    FigureCanvasAgg(fig)  # Agg explicitly, without touching pyplot's global backend
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    fig.colorbar(image, ax=ax, label="sparsity")
+    for (i, j), v in np.ndenumerate(values):
+        if not np.isnan(v):  # dark text on the bright end of viridis, light text on the dark end
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="black" if v > 0.6 else "white")
+    ax.set_xticks(range(n_cols), ["(all)" if g == "-" else g for g in table.columns])
+    ax.set_yticks(range(n_rows), list(table.index), fontsize=8)
+    ax.set_xlabel("gate")
+    ax.set_title(title or "sparsity per gate")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _label(row: dict) -> str:
+    """'L0 forward hh' for a recurrent block, 'head' for the head."""
+    if row["layer"] == "head":
+        return "head"
+    return f"L{row['layer']} {row['direction']} {row['matrix']}"
