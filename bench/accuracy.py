@@ -46,13 +46,13 @@ def measure(overrides: list[str], seed: int, prune: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--prune", action="store_true", help="run the pruning rounds after dense training")
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     rows = []
-    for seed in args.seeds:
+    for seed in (int(s) for s in args.seeds.split(",")):
         rows.append(measure(args.overrides, seed, args.prune))
         r = rows[-1]
         print(

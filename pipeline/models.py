@@ -14,7 +14,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -66,15 +66,20 @@ class RNNNet(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         """(B, T, C) padded inputs and (B,) lengths -> (B, num_outputs) logits."""
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        h = x.new_zeros(0)
         for i, layer in enumerate(self.layers):
             if i > 0:  # dropout between layers, on the packed steps only
                 packed = PackedSequence(
                     self.drop(packed.data), packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
                 )
-            packed, state = layer(packed)
-            h = state[0] if isinstance(state, tuple) else state  # (D, B, H); an LSTM also returns c
-        features = h.transpose(0, 1).reshape(h.shape[1], -1)  # (B, D * H), forward units first
+            packed, _ = layer(packed)
+        # Read the final states off the last layer's outputs rather than its returned state: the same values,
+        # and a packed output that is consumed is what lets the ONNX exporter map packing to sequence_lens.
+        out, _ = pad_packed_sequence(packed, batch_first=True)  # (B, T, D * H), zeros past each end
+        index = (lengths.to(out.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
+        features = out.gather(1, index).squeeze(1)  # (B, D * H) at each sequence's last step
+        if self.directions == 2:  # the reverse direction ends at t = 0
+            size = out.shape[-1] // 2
+            features = torch.cat([features[:, :size], out[:, 0, size:]], dim=1)
         return self.head(self.drop(features))
 
 

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline import config
 
@@ -17,6 +18,15 @@ TINY = [
     "pruning.iterations=3",
     "task.batch_size=64",
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    # Two intra-op threads on two busy cores spin-wait: a tiny LSTM step then takes 100x longer.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -92,3 +92,15 @@ def test_buffers_fold_and_statistics() -> None:
     fresh.load_state_dict(folded)
     x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 2])
     assert torch.equal(fresh(x, lengths), net(x, lengths))
+
+
+def test_compact_refuses_a_single_weight_mask() -> None:
+    from pipeline.pruning.compact import compact
+
+    net = RNNNet("gru", input_size=3, hidden_size=4, num_layers=1, bidirectional=False, num_outputs=3)
+    masks.attach(net, prunable(net))
+    partial = {k: v.clone() for k, v in masks.read(net).items()}
+    partial["layers.0.weight_ih_l0"].view(3, 4, 3)[:, 0] = False  # unit 0 loses its inputs, keeps the rest
+    masks.update(net, partial)
+    with pytest.raises(ValueError, match="structured mask"):
+        compact(net)

@@ -11,16 +11,28 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.pruning import masks
-from pipeline.pruning.groups import alive, unit_slots
+from pipeline.pruning.groups import alive, unit_masks, unit_slots
+
+
+def unit_level_masks(net: nn.Module) -> dict[str, Tensor]:
+    """Masks of every tensor a hidden unit touches (all-True where a tensor has none), checked to be
+    whole units: compaction of single-weight masks would change the outputs, so it is refused."""
+    current, params, slots = masks.read(net), dict(net.named_parameters()), unit_slots(net)
+    names = {n for s in slots for n in (*s.rows, *(c for c, _ in s.cols))}
+    full = {n: current.get(n, torch.ones_like(params[n], dtype=torch.bool)) for n in names}
+    living = {s.key: alive(s, full) for s in slots}
+    whole = unit_masks(slots, living, {n: torch.ones_like(m) for n, m in full.items()})
+    if any(not torch.equal(full[n], whole[n]) for n in names):
+        raise ValueError("compact() needs a structured mask (whole hidden units); this one prunes single weights")
+    return full
 
 
 def kept_units(net: nn.Module) -> list[list[Tensor]]:
     """Per layer, per direction: indices of the units the compacted layer keeps (equal counts)."""
-    current = masks.read(net)
+    full = unit_level_masks(net)
     by_layer: dict[int, list[Tensor]] = {}
     for slot in unit_slots(net):
-        living = alive(slot, current) if slot.rows[0] in current else torch.ones(slot.size, dtype=torch.bool)
-        by_layer.setdefault(slot.layer, []).append(living)
+        by_layer.setdefault(slot.layer, []).append(alive(slot, full))
     out = []
     for living in by_layer.values():
         width = max(1, *(int(v.sum()) for v in living))

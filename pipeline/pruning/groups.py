@@ -83,6 +83,9 @@ def unit_scores(slot: Slot, scores: dict[str, Tensor], reduce: str = "sum") -> T
         total += scores[name].pow(power).view(slot.gates, slot.size, -1).sum(dim=(0, 2))  # (G, H, in) -> (H,)
     for name, offset in slot.cols:
         total += scores[name][:, offset : offset + slot.size].pow(power).sum(dim=0)  # (out, H) -> (H,)
+    # W_hh[g*H + j, j] is both a row and the column of unit j: count it once
+    own = scores[slot.rows[1]].pow(power).view(slot.gates, slot.size, slot.size)  # (G, H, H)
+    total -= torch.diagonal(own, dim1=1, dim2=2).sum(dim=0)
     return total.sqrt() if reduce == "l2" else total
 
 
