@@ -11,87 +11,18 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pipeline.checks import at_least, in_open_unit, in_unit_interval, one_of, opt, positive
 from pipeline.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("task", "model", "train", "pruning", "tracking")
-
-
-# --- field helpers: a default, a one-line help, and an optional check ------------------------------
-
-
-def opt(default: Any, help: str, check: Callable[[Any], str | None] | None = None) -> Any:
-    """A dataclass field with its help text and validity check (returns an error or None)."""
-    return field(default=default, metadata={"help": help, "check": check})
-
-
-def in_open_unit(value: float) -> str | None:
-    return None if 0.0 < value < 1.0 else "must be in (0, 1)"
-
-
-def in_unit_interval(value: float) -> str | None:
-    return None if 0.0 <= value < 1.0 else "must be in [0, 1)"
-
-
-def at_least(low: float) -> Callable[[Any], str | None]:
-    return lambda value: None if value >= low else f"must be >= {low}"
-
-
-def positive(value: float | None) -> str | None:
-    return None if value is None or value > 0 else "must be > 0"
-
-
-def one_of(registry: Callable[[], Iterable[str]]) -> Callable[[Any], str | None]:
-    """Check membership in a registry, read lazily so this module stays import-light."""
-
-    def check(value: str) -> str | None:
-        allowed = sorted(registry())
-        return None if value in allowed else f"must be one of: {', '.join(allowed)}"
-
-    return check
-
-
-def _tasks() -> Iterable[str]:
-    from pipeline.data import TASKS
-
-    return TASKS
-
-
-def _cells() -> Iterable[str]:
-    from pipeline.models import CELLS
-
-    return CELLS
-
-
-def _criteria() -> Iterable[str]:
-    from pipeline.pruning.criteria import CRITERIA
-
-    return CRITERIA
-
-
-def _schedules() -> Iterable[str]:
-    from pipeline.pruning.schedules import SCHEDULES
-
-    return SCHEDULES
-
-
-def _scopes() -> Iterable[str]:
-    from pipeline.pruning.select import SCOPES
-
-    return SCOPES
-
-
-def _granularities() -> Iterable[str]:
-    from pipeline.pruning.select import GRANULARITIES
-
-    return GRANULARITIES
 
 
 # --- the options -------------------------------------------------------------------------------------
@@ -99,7 +30,7 @@ def _granularities() -> Iterable[str]:
 
 @dataclass
 class TaskConfig:
-    name: str = opt("speech", "task family", one_of(_tasks))
+    name: str = opt("speech", "task family", one_of("pipeline.data:TASKS"))
     dataset: str = opt("JapaneseVowels", "dataset of the task (speech: a UEA/UCR set shipped by aeon)")
     val_fraction: float = opt(0.2, "share of the training split held out for validation", in_open_unit)
     batch_size: int = opt(32, "examples per batch", at_least(1))
@@ -107,7 +38,7 @@ class TaskConfig:
 
 @dataclass
 class ModelConfig:
-    cell: str = opt("lstm", "recurrent cell", one_of(_cells))
+    cell: str = opt("lstm", "recurrent cell", one_of("pipeline.models:CELLS"))
     hidden_size: int = opt(128, "hidden units per layer and direction", at_least(1))
     num_layers: int = opt(1, "stacked recurrent layers", at_least(1))
     bidirectional: bool = opt(True, "read the sequence in both directions")
@@ -127,10 +58,16 @@ class TrainConfig:
 
 @dataclass
 class PruningConfig:
-    method: str = opt("magnitude", "importance criterion", one_of(_criteria))
-    granularity: str = opt("unstructured", "what one pruning decision removes", one_of(_granularities))
-    scope: str = opt("global", "rank weights per tensor (local) or all together (global)", one_of(_scopes))
-    schedule: str = opt("iterative", "how the target sparsity grows over rounds", one_of(_schedules))
+    method: str = opt("magnitude", "importance criterion", one_of("pipeline.pruning.criteria:CRITERIA"))
+    granularity: str = opt(
+        "unstructured", "what one pruning decision removes", one_of("pipeline.pruning.select:GRANULARITIES")
+    )
+    scope: str = opt(
+        "global", "rank weights per tensor (local) or all together (global)", one_of("pipeline.pruning.select:SCOPES")
+    )
+    schedule: str = opt(
+        "iterative", "how the target sparsity grows over rounds", one_of("pipeline.pruning.schedules:SCHEDULES")
+    )
     amount: float = opt(0.9, "target share of weights (structured: of hidden units) pruned at the end", in_open_unit)
     threshold: float | None = opt(None, "if set, prune every weight (unit) scoring below it instead", positive)
     iterations: int = opt(4, "number of prune -> retrain rounds", at_least(1))
