@@ -85,6 +85,7 @@ class PruningCallback(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Before any checkpoint is restored, so saved masks load into matching buffers.
         masks.attach(pl_module, prunable(pl_module, self.include_head))
+        self.slots = unit_slots(pl_module) if self.group_lasso else []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.rewind is not None and trainer.current_epoch == self.rewind and self.rewind_state is None:
@@ -99,7 +100,7 @@ class PruningCallback(pl.Callback):
             with torch.enable_grad():
                 penalty = self.l1 * penalties.l1(pl_module, list(masks.read(pl_module))) if self.l1 else 0.0
                 if self.group_lasso:
-                    penalty = penalty + self.group_lasso * penalties.group_lasso(pl_module, unit_slots(pl_module))
+                    penalty = penalty + self.group_lasso * penalties.group_lasso(pl_module, self.slots)
                 penalty.backward()
         masks.mask_grads(pl_module)
 
