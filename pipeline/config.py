@@ -47,13 +47,14 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = opt(60, "dense training epochs before the first pruning round", at_least(1))
+    epochs: int = opt(60, "dense training epochs before the first pruning round", at_least(0))
     lr: float = opt(3e-3, "AdamW learning rate", positive)
     weight_decay: float = opt(0.0, "AdamW weight decay", at_least(0.0))
     seed: int = opt(0, "seed of the data split, the initialisation and every epoch's shuffle")
     accelerator: str = opt("cpu", "Lightning accelerator (cpu, gpu, auto)")
     checkpoint_dir: str = opt("checkpoints", "where Lightning checkpoints go (one folder per run)")
     resume: str | None = opt(None, "a checkpoint file to resume from")
+    init_from: str | None = opt(None, "start from a trained model: an MLflow run id, or a state_dict.pt file")
 
 
 @dataclass
@@ -99,6 +100,8 @@ class Config:
 
     def check(self) -> Config:
         """Rules between keys of different groups."""
+        if self.train.epochs == 0 and not self.train.init_from:
+            raise ConfigError("train.epochs=0: needs train.init_from, a trained model to start from")
         if self.pruning.rewind is not None and self.pruning.rewind > self.train.epochs:
             raise ConfigError(
                 f"pruning.rewind={self.pruning.rewind}: must be <= train.epochs ({self.train.epochs}), "

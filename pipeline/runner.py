@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from mlflow.tracking import MlflowClient
 from torch import nn
@@ -20,6 +21,7 @@ from torch import nn
 from pipeline import plots, tracking
 from pipeline.config import Config
 from pipeline.data import TASKS
+from pipeline.errors import ConfigError
 from pipeline.models import RNNModule, RNNNet, evaluate
 from pipeline.pruning import masks
 from pipeline.pruning.callback import PruningCallback
@@ -56,7 +58,22 @@ def build(cfg: Config, rounds: int) -> tuple[pl.LightningDataModule, RNNModule, 
         seed=cfg.train.seed,
         callbacks=[callback],
     )
+    if cfg.train.init_from:
+        initialise(module.net, cfg.train.init_from, tracking.tracking_uri(cfg.tracking.uri))
     return data, module, callback
+
+
+def initialise(net: RNNNet, source: str, uri: str) -> None:
+    """Load a trained model's weights (masks folded in) from a state_dict file or an MLflow run's model."""
+    try:
+        if Path(source).is_file():
+            state = torch.load(source, weights_only=True)
+        else:
+            state = masks.fold(tracking.load_model(source, uri))
+        net.load_state_dict(state)
+    except Exception as err:  # a missing run, an unreadable file or another architecture: one line each
+        cause = " ".join(str(err).split())[:300]
+        raise ConfigError(f"train.init_from={source}: cannot be loaded into this model ({cause})") from None
 
 
 def run(cfg: Config, command: str) -> str:

@@ -48,6 +48,7 @@ def test_null_clears_an_optional_value() -> None:
         ("pruning.granularity=x", "pruning.granularity='x': must be one of: structured, unstructured"),
         ("pruning.tolerance=-1", "pruning.tolerance=-1.0: must be >= 0.0"),
         ("pruning.rewind=99", "pruning.rewind=99: must be <= train.epochs (60)"),
+        ("train.epochs=0", "train.epochs=0: needs train.init_from"),
         ("pruning.scope=everywhere", "pruning.scope='everywhere': must be one of: global, local"),
         ("pruning.schedule=x", "pruning.schedule='x': must be one of: agp, constant, iterative, oneshot"),
         ("model.cell=transformer", "model.cell='transformer': must be one of: gru, lstm, rnn"),

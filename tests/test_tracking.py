@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline import runner
-from pipeline.errors import StoreError
+from pipeline.errors import ConfigError, StoreError
 from pipeline.tracking import tracking_uri
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,3 +122,18 @@ def test_mlflow_run_entry_point_logs_into_the_run_it_creates(tmp_path: Path) -> 
     runs = client.search_runs([client.get_experiment_by_name("entry").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert [s for s, _ in history(client, runs[0].info.run_id, "sparsity")] == [0, 1, 2]
+
+
+def test_prune_can_start_from_a_logged_dense_model(tiny, tmp_path: Path) -> None:
+    dense_id = runner.run(tiny(), "train")
+    client = MlflowClient(tiny().tracking.uri)
+    dense_test = history(client, dense_id, "test_accuracy")
+    cfg = tiny("train.epochs=0", f"train.init_from={dense_id}", "pruning.iterations=2")
+    run_id = runner.run(cfg, "prune")
+    assert history(client, run_id, "test_accuracy")[0] == dense_test[0]  # round 0 is the logged dense model
+    assert [s for s, _ in history(client, run_id, "sparsity")] == [0, 1, 2]
+    assert len(history(client, run_id, "train_loss")) == 2 * cfg.pruning.retrain_epochs  # no dense epochs
+    with pytest.raises(ConfigError, match=r"train.init_from=.*cannot be loaded"):
+        runner.build(tiny("train.epochs=0", f"train.init_from={dense_id}", "model.hidden_size=9"), 1)
+    with pytest.raises(ConfigError, match=r"train\.init_from=nosuchrun"):
+        runner.build(tiny("train.epochs=0", "train.init_from=nosuchrun"), 1)
