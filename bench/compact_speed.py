@@ -1,6 +1,6 @@
 """CPU inference latency of a dense LSTM and of its compacted 50%-units version, measured side by side.
 
-    python bench/compact_speed.py [--hidden 256] [--layers 2] [--batch 64] [--steps 26] [--unidirectional]
+    python bench/compact_speed.py [--hidden 256] [--layers 2] [--batch 64] [--steps 26] [--threads N] [--unidirectional]
 
 Structured pruning removes half of the hidden units of every layer and direction (magnitude, local),
 `compact` builds the smaller network, and both are timed in alternation on the same inputs; the FLOP
@@ -37,7 +37,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=26)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--unidirectional", action="store_true")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="intra-op threads")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dense = RNNNet("lstm", 12, args.hidden, args.layers, not args.unidirectional, 0.0, 9).eval()
     masks.attach(dense, prunable(dense))
