@@ -26,6 +26,7 @@ def measure(overrides: list[str], seed: int, prune: bool) -> dict[str, float]:
     start = time.perf_counter()
     trainer = pl.Trainer(
         max_epochs=callback.total_epochs,
+        max_steps=callback.total_steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

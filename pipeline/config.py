@@ -73,6 +73,7 @@ class PruningConfig:
     threshold: float | None = opt(None, "if set, prune every weight (unit) scoring below it instead", positive)
     iterations: int = opt(4, "number of prune -> retrain rounds", at_least(1))
     retrain_epochs: int = opt(10, "training epochs after each pruning step", at_least(1))
+    retrain_steps: int | None = opt(None, "if set, rounds last this many optimizer steps instead", at_least(1))
     include_head: bool = opt(True, "prune the head's weight too (structured pruning always cuts its columns)")
     grad_batches: int = opt(8, "training batches whose gradients score weights (taylor, gradient)", at_least(1))
     tolerance: float | None = opt(None, "stop once val quality falls more than this below dense", at_least(0.0))

@@ -30,10 +30,15 @@ from pipeline.pruning.gates import gate_sparsity
 from pipeline.quantize import quantize, state_bytes
 
 
-def pruning_callback(cfg: Config, rounds: int) -> PruningCallback:
+def pruning_callback(cfg: Config, rounds: int, steps_per_epoch: int) -> PruningCallback:
     """The callback of the config's recipe, with `rounds` rounds (0: evaluate the dense model only)."""
     recipe = {k: v for k, v in dataclasses.asdict(cfg.pruning).items() if k != "quantize"}
-    return PruningCallback(**{**recipe, "iterations": rounds}, dense_epochs=cfg.train.epochs, seed=cfg.train.seed)
+    return PruningCallback(
+        **{**recipe, "iterations": rounds},
+        dense_epochs=cfg.train.epochs,
+        seed=cfg.train.seed,
+        steps_per_epoch=steps_per_epoch,
+    )
 
 
 def build(cfg: Config, rounds: int) -> tuple[pl.LightningDataModule, RNNModule, PruningCallback]:
@@ -45,7 +50,7 @@ def build(cfg: Config, rounds: int) -> tuple[pl.LightningDataModule, RNNModule, 
         seed=cfg.train.seed,
     )
     spec = data.spec
-    callback = pruning_callback(cfg, rounds)
+    callback = pruning_callback(cfg, rounds, steps_per_epoch=len(data.train_dataloader()))
     pl.seed_everything(cfg.train.seed, verbose=False)
     module = RNNModule(
         **dataclasses.asdict(cfg.model),
@@ -84,6 +89,7 @@ def run(cfg: Config, command: str) -> str:
     with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.tracking.run_name, tags) as logger:
         trainer = pl.Trainer(
             max_epochs=callback.total_epochs,
+            max_steps=callback.total_steps,
             logger=logger,
             accelerator=cfg.train.accelerator,
             devices=1,

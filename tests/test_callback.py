@@ -36,6 +36,7 @@ def fit(cfg, rounds: int, callbacks=(), ckpt_path=None, max_epochs=None):
     data, module, callback = runner.build(cfg, rounds)
     trainer = pl.Trainer(
         max_epochs=max_epochs or callback.total_epochs,
+        max_steps=callback.total_steps,
         logger=False,
         accelerator="cpu",
         callbacks=list(callbacks),
@@ -109,3 +110,18 @@ def test_resume_from_a_mid_way_checkpoint_gives_the_same_masks(tiny, tmp_path: P
         assert torch.equal(masks.read(resumed)[name], mask), name
     for (name, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+def test_agp_per_step_prunes_mid_epoch_every_retrain_steps(tiny) -> None:
+    cfg = tiny("pruning.schedule=agp", "pruning.iterations=4", "pruning.retrain_steps=3", "pruning.amount=0.8")
+    probe = MaskProbe()
+    data, module, callback = fit(cfg, rounds=4, callbacks=[probe])
+    steps_per_epoch = len(data.train_dataloader())
+    dense_steps = cfg.train.epochs * steps_per_epoch
+    assert [h["step"] for h in callback.history] == [dense_steps + 3 * r for r in range(5)]
+    assert any(h["step"] % steps_per_epoch for h in callback.history)  # some rounds end mid-epoch
+    total = sum(m.numel() for m in masks.read(module).values())
+    for h in callback.history:
+        target = SCHEDULES["agp"](h["round"], 4, 0.8)
+        assert h["sparsity"] == pytest.approx(target, abs=len(masks.read(module)) / total)
+    assert all(probe.zeros_kept)

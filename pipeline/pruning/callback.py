@@ -5,6 +5,9 @@ Timeline, with D dense epochs, k retrain epochs per round and n rounds (max_epoc
     epochs 0..D-1 dense | prune 1, retrain k | prune 2, retrain k | ... | prune n, retrain k
     round r's result is evaluated when epoch D + r k starts (or when training ends), r = 0 is dense.
 
+With `retrain_steps` a round lasts that many optimizer steps instead (pruning mid-epoch, as AGP does
+per step), counted from the end of the dense epochs.
+
 Progress is kept in the callback's state (rounds pruned and evaluated, the rewind point, the stop) and
 the masks are buffers of the model, so a run resumed from any Lightning checkpoint reaches the same
 rounds and masks. With a tolerance, the rounds stop once validation quality falls more than the
@@ -42,6 +45,7 @@ class PruningCallback(pl.Callback):
         threshold: float | None = None,
         iterations: int = 4,
         retrain_epochs: int = 5,
+        retrain_steps: int | None = None,
         include_head: bool = True,
         grad_batches: int = 8,
         tolerance: float | None = None,
@@ -50,11 +54,15 @@ class PruningCallback(pl.Callback):
         group_lasso: float = 0.0,
         dense_epochs: int = 10,
         seed: int = 0,
+        steps_per_epoch: int | None = None,
     ) -> None:
         self.criterion, self.granularity = CRITERIA[method], GRANULARITIES[granularity]
         self.structured = granularity == "structured"
         self.schedule, self.scope, self.amount, self.threshold = SCHEDULES[schedule], scope, amount, threshold
         self.iterations, self.retrain_epochs, self.dense_epochs = iterations, retrain_epochs, dense_epochs
+        if retrain_steps is not None and not steps_per_epoch:
+            raise ValueError("retrain_steps needs steps_per_epoch, the optimizer steps of one epoch")
+        self.retrain_steps, self.steps_per_epoch = retrain_steps, steps_per_epoch
         # A unit's outgoing columns in the head belong to its group, so structured pruning masks the head.
         self.include_head = include_head or self.structured
         self.grad_batches, self.tolerance, self.rewind = grad_batches, tolerance, rewind
@@ -69,16 +77,29 @@ class PruningCallback(pl.Callback):
     @property
     def total_epochs(self) -> int:
         """The `max_epochs` a Trainer needs to run every round."""
-        return self.end_epoch(self.iterations)
+        if self.retrain_steps is None:
+            return self.end(self.iterations)
+        return -(-self.end(self.iterations) // self.steps_per_epoch)
+
+    @property
+    def total_steps(self) -> int:
+        """The `max_steps` a Trainer needs (-1: no limit but the epochs)."""
+        return -1 if self.retrain_steps is None else self.end(self.iterations)
 
     @property
     def kept_round(self) -> int:
         """The round whose model is the result."""
         return self.stopped_at - 1 if self.stopped_at is not None else self.evaluated - 1
 
-    def end_epoch(self, r: int) -> int:
-        """The epoch at whose start round r is complete (round r + 1 is pruned then)."""
-        return self.dense_epochs + r * self.retrain_epochs
+    def end(self, r: int) -> int:
+        """Where round r is complete and round r + 1 is pruned: an epoch, or with retrain_steps a step."""
+        if self.retrain_steps is None:
+            return self.dense_epochs + r * self.retrain_epochs
+        return self.dense_epochs * self.steps_per_epoch + r * self.retrain_steps
+
+    def position(self, trainer: pl.Trainer) -> int:
+        """How far training is, in the unit of `end`."""
+        return trainer.current_epoch if self.retrain_steps is None else trainer.global_step
 
     # --- Lightning hooks: thin, everything else is in plain methods -------------------------------
 
@@ -90,10 +111,15 @@ class PruningCallback(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.rewind is not None and trainer.current_epoch == self.rewind and self.rewind_state is None:
             self.rewind_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
-        self.advance(trainer, pl_module, trainer.current_epoch, prune=True)
+        if self.retrain_steps is None:
+            self.advance(trainer, pl_module, trainer.current_epoch, prune=True)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if self.retrain_steps is not None:
+            self.advance(trainer, pl_module, trainer.global_step, prune=True)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.advance(trainer, pl_module, trainer.current_epoch, prune=False)
+        self.advance(trainer, pl_module, self.position(trainer), prune=False)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         if self.l1 or self.group_lasso:
@@ -117,13 +143,13 @@ class PruningCallback(pl.Callback):
 
     # --- the rounds -------------------------------------------------------------------------------
 
-    def advance(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int, prune: bool) -> None:
-        """Evaluate every round finished by `epoch`, then prune if the next round starts now."""
-        while self.stopped_at is None and self.evaluated <= self.iterations and epoch >= self.end_epoch(self.evaluated):
+    def advance(self, trainer: pl.Trainer, pl_module: pl.LightningModule, at: int, prune: bool) -> None:
+        """Evaluate every round finished by `at` (an epoch or a step), then prune if the next round starts."""
+        while self.stopped_at is None and self.evaluated <= self.iterations and at >= self.end(self.evaluated):
             self.evaluate(trainer, pl_module, self.evaluated)
             self.evaluated += 1
             self.check_tolerance(trainer, pl_module)
-        ready = self.pruned < self.iterations and epoch >= self.end_epoch(self.pruned)
+        ready = self.pruned < self.iterations and at >= self.end(self.pruned)
         if prune and ready and self.stopped_at is None:
             self.pruned += 1
             self.prune(trainer, pl_module, self.pruned)
@@ -180,7 +206,7 @@ class PruningCallback(pl.Callback):
         }
         if self.structured:
             record["hidden_units"] = float(hidden_units(pl_module, current))
-        self.history.append({"round": r, **record})
+        self.history.append({"round": r, "epoch": trainer.current_epoch, "step": trainer.global_step, **record})
         for logger in trainer.loggers:
             logger.log_metrics(record, step=r)
         rank_zero_info(
