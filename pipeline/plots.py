@@ -44,3 +44,23 @@ def _label(row: dict) -> str:
     if row["layer"] == "head":
         return "head"
     return f"L{row['layer']} {row['direction']} {row['matrix']}"
+
+
+def front_plot(table: pd.DataFrame, quality: str, path: Path, dense: float | None = None, title: str = "") -> Path:
+    """Every trial as a point (sparsity vs quality), the Pareto front highlighted, dense quality marked."""
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.scatter(table["sparsity"], table[quality], color="0.6", s=22, label="trials")
+    front = table[table["pareto"]].sort_values("sparsity")
+    ax.plot(front["sparsity"], front[quality], "o-", color="tab:red", label="Pareto front")
+    if dense is not None:
+        ax.axhline(dense, color="tab:blue", linestyle="--", linewidth=1, label="dense")
+    ax.set_xlabel("sparsity")
+    ax.set_ylabel(quality)
+    ax.set_title(title or "sparsity vs quality")
+    ax.legend(loc="best", fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
