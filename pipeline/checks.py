@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Callable
 from dataclasses import field
@@ -12,6 +13,8 @@ Check = Callable[[Any], str | None]
 
 def opt(default: Any, help: str, check: Check | None = None) -> Any:
     """A dataclass field with its help text and validity check."""
+    if isinstance(default, dict | list):  # a fresh copy per instance
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help, "check": check})
     return field(default=default, metadata={"help": help, "check": check})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import warnings
@@ -15,11 +16,11 @@ from pipeline.errors import PipelineError
 COMMANDS = {
     "train": "train the dense model and log it as round 0",
     "prune": "train, then run the prune -> retrain rounds of the recipe",
-    "search": "search pruning recipes with Optuna (not available in this version)",
+    "search": "search pruning recipes with Optuna: the sparsity-vs-quality Pareto front",
     "compare": "compare Pareto fronts across searches (not available in this version)",
     "report": "write a report of a search (not available in this version)",
 }
-AVAILABLE = {"train", "prune"}
+AVAILABLE = {"train", "prune", "search"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,21 +49,24 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, config.Config]:
     return args.command, cfg
 
 
-def quiet_lightning() -> None:
-    """Keep the terminal to progress that matters: no advertising tip, no deprecation noise of dependencies."""
+def quiet_dependencies() -> None:
+    """Keep the terminal to progress that matters: no advertising tip, no deprecation noise of dependencies,
+    no download bars, and Optuna's per-trial lines left to the search's own."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec).*")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse and validate everything, then run; a usage problem is one line on stderr and exit code 2."""
-    quiet_lightning()
+    quiet_dependencies()
     try:
         command, cfg = parse(argv)
-        from pipeline import runner  # heavy imports only once the input is known to be good
+        from pipeline import runner, search  # heavy imports only once the input is known to be good
 
-        runner.run(cfg, command)
+        search.run(cfg) if command == "search" else runner.run(cfg, command)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

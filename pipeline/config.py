@@ -8,6 +8,7 @@ one raises `ConfigError` with one line naming the key, the value and what is all
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -22,7 +23,7 @@ from pipeline.checks import at_least, in_open_unit, in_unit_interval, one_of, op
 from pipeline.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("task", "model", "train", "pruning", "tracking")
+GROUPS = ("task", "model", "train", "pruning", "tracking", "search")
 
 
 # --- the options -------------------------------------------------------------------------------------
@@ -91,6 +92,29 @@ class TrackingConfig:
     log_model: bool = opt(True, "log the final pruned model as an artifact")
 
 
+def search_space(space: dict) -> str | None:
+    """Each entry: a config key outside `search` -> {choices: [...]} or {low: a, high: b[, log: true]}."""
+    defaults = Config()
+    for key, spec in space.items():
+        group, _, name = str(key).partition(".")
+        if group not in GROUPS[:-1] or not hasattr(getattr(defaults, group), name):
+            return f"entry {key!r} is not a config key outside search"
+        ok_choices = isinstance(spec, dict) and isinstance(spec.get("choices"), list) and spec["choices"]
+        ok_range = isinstance(spec, dict) and {"low", "high"} <= set(spec) and spec["low"] < spec["high"]
+        if not (ok_choices or ok_range):
+            return f"entry {key!r} needs {{choices: [...]}} or {{low: a, high: b}} with a < b"
+    return None
+
+
+@dataclass
+class SearchConfig:
+    study: str | None = opt(None, "Optuna study name (default: tracking.experiment)")
+    storage: str | None = opt(None, "Optuna storage URL (default: optuna.journal next to ./mlflow.db)")
+    n_trials: int = opt(12, "finished trials the study should reach", at_least(1))
+    seed: int = opt(0, "seed of the sampler")
+    space: dict = opt({}, "search space: key -> {choices: [...]} or {low, high, log}", search_space)  # noqa: RUF009
+
+
 @dataclass
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -98,6 +122,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def check(self) -> Config:
         """Rules between keys of different groups."""
@@ -133,6 +158,14 @@ def load(overrides: Iterable[str] = (), config_file: str | Path | None = None, c
         if key not in GROUPS:
             _set(cfg, key, _parse_scalar(raw))
     return cfg.check()
+
+
+def derive(cfg: Config, values: Mapping[str, Any]) -> Config:
+    """A validated copy of cfg with `group.key -> value` set (e.g. one search trial's recipe)."""
+    out = copy.deepcopy(cfg)
+    for key, value in values.items():
+        _set(out, key, value)
+    return out.check()
 
 
 def validate_value(cfg: Config, key: str) -> None:

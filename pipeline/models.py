@@ -20,10 +20,12 @@ CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.
 
 
 def accuracy(logits: Tensor, target: Tensor) -> Tensor:
-    """Share of examples whose highest logit is the target class."""
-    return (logits.argmax(-1) == target).float().mean()
+    """Number of examples whose highest logit is the target class."""
+    return (logits.argmax(-1) == target).sum()
 
 
+# Each metric returns its sum over a batch; `evaluate` divides by the number of examples, so equal
+# results compare equal (a mean of float32 batch means would differ in the last digits).
 METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"accuracy": accuracy}
 
 
@@ -92,7 +94,7 @@ def evaluate(net: nn.Module, loader: Iterable[tuple[Tensor, Tensor, Tensor]], me
     for x, lengths, y in loader:
         logits, y = net(x.to(device), lengths), y.to(device)
         loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        score += float(METRICS[metric](logits, y)) * len(y)
+        score += float(METRICS[metric](logits, y))
         total += len(y)
     net.train(was_training)
     return {"loss": loss / total, metric: score / total}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -81,12 +82,22 @@ def initialise(net: RNNNet, source: str, uri: str) -> None:
         raise ConfigError(f"train.init_from={source}: cannot be loaded into this model ({cause})") from None
 
 
-def run(cfg: Config, command: str) -> str:
-    """Run `train` or `prune` as one MLflow run; return its id."""
+@dataclass(frozen=True)
+class RunResult:
+    """Where a job landed and the metrics of the round it kept."""
+
+    run_id: str
+    metrics: dict[str, float]  # sparsity, val_<metric>, test_<metric>, ... of the kept round
+    metric: str  # the task's quality metric
+    direction: str  # "max" or "min"
+
+
+def run(cfg: Config, command: str, parent: str | None = None, tags: dict[str, str] | None = None) -> RunResult:
+    """Run `train` or `prune` as one MLflow run (a child of `parent` if given)."""
     data, module, callback = build(cfg, rounds=cfg.pruning.iterations if command == "prune" else 0)
     uri = tracking.tracking_uri(cfg.tracking.uri)
-    tags = {"pipeline.command": command}
-    with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.tracking.run_name, tags) as logger:
+    tags = {"pipeline.command": command, **(tags or {})}
+    with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.tracking.run_name, tags, parent) as logger:
         trainer = pl.Trainer(
             max_epochs=callback.total_epochs,
             max_steps=callback.total_steps,
@@ -100,8 +111,11 @@ def run(cfg: Config, command: str) -> str:
         )
         trainer.fit(module, datamodule=data, ckpt_path=cfg.train.resume)
         log_result(cfg, logger.client, logger.run_id, module, callback, data)
-        print(f"run {logger.run_id} in {uri} (open it with: mlflow ui --backend-store-uri {uri})")
-        return logger.run_id
+        if parent is None:
+            print(f"run {logger.run_id} in {uri} (open it with: mlflow ui --backend-store-uri {uri})")
+        kept = next(h for h in callback.history if h["round"] == callback.kept_round)
+        metrics = {k: v for k, v in kept.items() if k not in ("round", "epoch", "step")}
+        return RunResult(logger.run_id, metrics, module.metric, module.direction)
 
 
 def log_result(

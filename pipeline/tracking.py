@@ -77,9 +77,11 @@ def open_run(
     params: Mapping[str, Any],
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    parent: str | None = None,
 ) -> Iterator[RunLogger]:
-    """Open (or, under `mlflow run`, adopt) a run; close it FINISHED, FAILED or KILLED, never RUNNING."""
-    client, run_id = _start(uri, experiment, run_name, dict(tags or {}))
+    """Open a run (a child of `parent`, or under `mlflow run` the run it made); close it FINISHED, FAILED or
+    KILLED, never RUNNING."""
+    client, run_id = _start(uri, experiment, run_name, dict(tags or {}), parent)
     try:
         client.log_batch(run_id, params=[Param(k, "" if v is None else str(v)) for k, v in params.items()])
         yield RunLogger(client, run_id)
@@ -92,10 +94,16 @@ def open_run(
     client.set_terminated(run_id, "FINISHED")
 
 
-def _start(uri: str, experiment: str, run_name: str | None, tags: dict[str, str]) -> tuple[MlflowClient, str]:
-    # `mlflow run` creates the run and exports its id; log into it rather than opening another.
+def _start(
+    uri: str, experiment: str, run_name: str | None, tags: dict[str, str], parent: str | None
+) -> tuple[MlflowClient, str]:
     try:
         client = MlflowClient(uri)
+        if parent:  # a child lives in its parent's experiment
+            experiment_id = client.get_run(parent).info.experiment_id
+            tags = {"mlflow.parentRunId": parent, **tags}
+            return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        # `mlflow run` creates the run and exports its id; log into it rather than opening another.
         if run_id := os.environ.get("MLFLOW_RUN_ID"):
             if run_name:
                 tags = {"mlflow.runName": run_name, **tags}

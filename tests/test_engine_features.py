@@ -264,7 +264,7 @@ def test_structured_quantized_prune_run_end_to_end(tiny, tmp_path: Path) -> None
         "pruning.amount=0.5",
         "model.hidden_size=16",  # 8 units survive per direction: below ~4, torch.save's overhead outweighs int8's gain
     )
-    run_id = runner.run(cfg, "prune")
+    run_id = runner.run(cfg, "prune").run_id
     uri = cfg.tracking.uri
     client = MlflowClient(uri)
     run = client.get_run(run_id)

@@ -26,7 +26,7 @@ def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, floa
 
 def test_prune_run_logs_every_round_params_and_a_reloadable_model(tiny) -> None:
     cfg = tiny("pruning.iterations=3", "pruning.amount=0.9")
-    run_id = runner.run(cfg, "prune")
+    run_id = runner.run(cfg, "prune").run_id
     client = MlflowClient(cfg.tracking.uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -125,11 +125,11 @@ def test_mlflow_run_entry_point_logs_into_the_run_it_creates(tmp_path: Path) -> 
 
 
 def test_prune_can_start_from_a_logged_dense_model(tiny, tmp_path: Path) -> None:
-    dense_id = runner.run(tiny(), "train")
+    dense_id = runner.run(tiny(), "train").run_id
     client = MlflowClient(tiny().tracking.uri)
     dense_test = history(client, dense_id, "test_accuracy")
     cfg = tiny("train.epochs=0", f"train.init_from={dense_id}", "pruning.iterations=2")
-    run_id = runner.run(cfg, "prune")
+    run_id = runner.run(cfg, "prune").run_id
     assert history(client, run_id, "test_accuracy")[0] == dense_test[0]  # round 0 is the logged dense model
     assert [s for s, _ in history(client, run_id, "sparsity")] == [0, 1, 2]
     assert len(history(client, run_id, "train_loss")) == 2 * cfg.pruning.retrain_epochs  # no dense epochs

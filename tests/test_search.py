@@ -1,0 +1,53 @@
+"""The search: run tree, Pareto artifacts and tags against an independent computation, resuming a study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from pipeline import search
+
+
+def trial_runs(client: MlflowClient, study: str) -> list:
+    return client.search_runs(
+        ["1"], filter_string=f"tags.`optuna.study` = '{study}' and tags.`pipeline.role` = 'trial'"
+    )
+
+
+def dominated(a: tuple[float, float], others: list[tuple[float, float]]) -> bool:
+    return any(b[0] >= a[0] and b[1] >= a[1] and b != a for b in others)
+
+
+def test_search_logs_a_run_tree_and_tags_exactly_the_front(tiny, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the default journal lies in the working directory
+    cfg = tiny("search.n_trials=4", "search.study=s1")
+    table = search.run(cfg)
+    client = MlflowClient(cfg.tracking.uri)
+    parents = client.search_runs(["1"], filter_string="tags.`pipeline.command` = 'search'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0].info.run_id
+    assert {a.path for a in client.list_artifacts(parent)} >= {"pareto.csv", "pareto.png"}
+    assert [m.step for m in client.get_metric_history(parent, "hypervolume")] == [1, 2, 3, 4]
+    children = client.search_runs(["1"], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    roles = sorted(r.data.tags["pipeline.role"] for r in children)
+    assert roles == ["dense"] + ["trial"] * 4
+    trials = trial_runs(client, "s1")
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in trials) == [0, 1, 2, 3]
+    assert all(r.info.status == "FINISHED" and "pruning.method" in r.data.params for r in trials)
+    points = {r.info.run_id: (r.data.metrics["val_accuracy"], r.data.metrics["sparsity"]) for r in trials}
+    expected = {rid for rid, p in points.items() if not dominated(p, list(points.values()))}
+    assert {r.info.run_id for r in trials if r.data.tags["pareto"] == "true"} == expected
+    assert set(table.loc[table["pareto"], "run_id"]) == expected
+    saved = pd.read_csv(client.download_artifacts(parent, "pareto.csv", str(tmp_path)))
+    assert set(saved.loc[saved["pareto"], "run_id"]) == expected
+
+
+def test_running_again_resumes_the_study_without_duplicates(tiny, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    search.run(tiny("search.n_trials=2", "search.study=s2"))
+    table = search.run(tiny("search.n_trials=3", "search.study=s2"))
+    client = MlflowClient(tiny().tracking.uri)
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in trial_runs(client, "s2")) == [0, 1, 2]
+    assert sorted(table["trial"]) == [0, 1, 2]  # the front covers the study, across both commands
