@@ -74,7 +74,13 @@ def test_bad_config_file_names_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["prune", "pruning.amount=2"], ["train", "pruning.method=foo"], ["prune", "pruning.iterations=0"], ["compare"], ["search", "search.n_trials=0"]],
+    [
+        ["prune", "pruning.amount=2"],
+        ["train", "pruning.method=foo"],
+        ["prune", "pruning.iterations=0"],
+        ["compare"],
+        ["search", "search.n_trials=0"],
+    ],
 )
 def test_cli_exits_2_with_one_line_and_creates_no_run(argv, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
