@@ -41,8 +41,7 @@ def parser() -> argparse.ArgumentParser:
 def parse(argv: Sequence[str] | None = None) -> tuple[str, config.Config]:
     """The command and its validated Config."""
     args = parser().parse_args(argv)
-    # `mlflow run` passes all overrides as one quoted parameter: split it like a shell would.
-    overrides = [item for arg in args.overrides for item in shlex.split(arg)]
+    overrides = [item for arg in args.overrides for item in _split(arg)]
     cfg = config.load(overrides, args.config)
     if args.command not in AVAILABLE:
         raise PipelineError(f"{args.command}: not available in this version; use one of {sorted(AVAILABLE)}")
@@ -57,6 +56,13 @@ def quiet_dependencies() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec).*")
+
+
+def _split(arg: str) -> list[str]:
+    """`mlflow run` passes all overrides as one parameter: split it like a shell would, unless it is one
+    key=value whose value holds spaces (`search.space={a: {low: 1, high: 2}}`)."""
+    items = shlex.split(arg) if arg.strip() else []
+    return items if all("=" in item for item in items) else [arg]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

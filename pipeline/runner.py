@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,12 +93,20 @@ class RunResult:
     direction: str  # "max" or "min"
 
 
-def run(cfg: Config, command: str, parent: str | None = None, tags: dict[str, str] | None = None) -> RunResult:
-    """Run `train` or `prune` as one MLflow run (a child of `parent` if given)."""
+def run(
+    cfg: Config,
+    command: str,
+    parent: str | None = None,
+    tags: dict[str, str] | None = None,
+    started: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run `train` or `prune` as one MLflow run (a child of `parent` if given); `started` gets its id first."""
     data, module, callback = build(cfg, rounds=cfg.pruning.iterations if command == "prune" else 0)
     uri = tracking.tracking_uri(cfg.tracking.uri)
     tags = {"pipeline.command": command, **(tags or {})}
     with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.tracking.run_name, tags, parent) as logger:
+        if started:
+            started(logger.run_id)
         trainer = pl.Trainer(
             max_epochs=callback.total_epochs,
             max_steps=callback.total_steps,
@@ -112,7 +121,8 @@ def run(cfg: Config, command: str, parent: str | None = None, tags: dict[str, st
         trainer.fit(module, datamodule=data, ckpt_path=cfg.train.resume)
         log_result(cfg, logger.client, logger.run_id, module, callback, data)
         if parent is None:
-            print(f"run {logger.run_id} in {uri} (open it with: mlflow ui --backend-store-uri {uri})")
+            shown = tracking.redact(uri)
+            print(f"run {logger.run_id} in {shown} (open it with: mlflow ui --backend-store-uri {shown})")
         kept = next(h for h in callback.history if h["round"] == callback.kept_round)
         metrics = {k: v for k, v in kept.items() if k not in ("round", "epoch", "step")}
         return RunResult(logger.run_id, metrics, module.metric, module.direction)

@@ -8,26 +8,48 @@ refreshed from the child runs, and tag `pareto=true` marks exactly the non-domin
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
+import os
+import random
 import tempfile
+import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+import torch
 from mlflow.tracking import MlflowClient
 
 from pipeline import pareto, plots, runner, tracking
 from pipeline.config import Config, derive
 
 ROLE = "pipeline.role"
+COMPLETE, RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
 
 
-def storage(cfg: Config) -> optuna.storages.BaseStorage | str:
-    """`search.storage` if set, else a journal file next to the default MLflow store."""
+def storage(cfg: Config) -> optuna.storages.BaseStorage:
+    """`search.storage` (an RDB URL, with heartbeats so a killed worker's trial is retried), else a journal
+    file next to the default MLflow store."""
     if cfg.search.storage:
-        return cfg.search.storage
+        return optuna.storages.RDBStorage(
+            cfg.search.storage,
+            heartbeat_interval=cfg.search.heartbeat,
+            grace_period=3 * cfg.search.heartbeat,
+            failed_trial_callback=retry_stale,
+        )
     backend = optuna.storages.journal.JournalFileBackend(str(Path.cwd() / "optuna.journal"))
     return optuna.storages.JournalStorage(backend)
+
+
+def retry_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """A worker died mid-trial: close its MLflow run as KILLED and queue the same recipe again."""
+    run_id, uri = trial.user_attrs.get("mlflow_run_id"), study.user_attrs.get("tracking_uri")
+    if run_id and uri:
+        MlflowClient(uri).set_terminated(run_id, "KILLED")
+    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, trial)
 
 
 def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -89,15 +111,45 @@ def refresh(client: MlflowClient, parent: str, study: str, dense: runner.RunResu
 
 
 def run(cfg: Config) -> pd.DataFrame:
-    """Train the dense model once, then run trials until the study has `search.n_trials` finished ones."""
+    """Run trials until the study has `search.n_trials` finished ones, in `search.workers` processes.
+
+    The dense model is trained once per study (a later command on the same study reuses it), and the
+    study is created here, before any worker starts, so workers never race to create its schema.
+    """
     uri = tracking.tracking_uri(cfg.tracking.uri)
-    with tracking.open_run(
-        uri, cfg.tracking.experiment, cfg.flat(), cfg.search.study, {"pipeline.command": "search"}
-    ) as parent:
-        # A study of its own per search unless a name is given (then a second command resumes it).
+    tags = {"pipeline.command": "search"}
+    with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.search.study, tags) as parent:
         name = cfg.search.study or f"{cfg.tracking.experiment}-{parent.run_id[:8]}"
         parent.client.set_tag(parent.run_id, "optuna.study", name)
-        dense = runner.run(cfg, "train", parent=parent.run_id, tags={ROLE: "dense", "optuna.study": name})
+        study = open_study(cfg, name, parent.run_id, uri)
+        dense = runner.RunResult(**study.user_attrs["dense"])
+        context = multiprocessing.get_context("spawn")
+        helpers = [
+            context.Process(target=work, args=(cfg, name, parent.run_id, dense, index))
+            for index in range(1, cfg.search.workers)
+        ]
+        for helper in helpers:
+            helper.start()
+        work(cfg, name, parent.run_id, dense, 0)
+        for helper in helpers:
+            helper.join()
+        lost = [h.pid for h in helpers if h.exitcode]
+        if lost and _count(study, COMPLETE) < cfg.search.n_trials:
+            raise RuntimeError(f"search workers {lost} died and the study is unfinished; run the command again")
+        if lost:
+            print(f"search workers {lost} died; the others finished the study", flush=True)
+        refresh(parent.client, parent.run_id, name, dense)
+        experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
+        table = front(parent.client, experiment_id, name, dense.metric, dense.direction)
+        summary(table, dense.metric, uri, parent.run_id)
+        return table
+
+
+def open_study(cfg: Config, name: str, parent: str, uri: str) -> optuna.Study:
+    """Create or load the study; train and remember its dense model if it has none yet."""
+    study = optuna.load_study(study_name=name, storage=storage(cfg)) if _exists(cfg, name) else None
+    if study is None:
+        dense = runner.run(cfg, "train", parent=parent, tags={ROLE: "dense", "optuna.study": name})
         study = optuna.create_study(
             study_name=name,
             storage=storage(cfg),
@@ -105,31 +157,65 @@ def run(cfg: Config) -> pd.DataFrame:
             directions=["maximize" if dense.direction == "max" else "minimize", "maximize"],
             sampler=optuna.samplers.TPESampler(seed=cfg.search.seed),
         )
-        quality = f"val_{dense.metric}"
+        study.set_user_attr("dense", dataclasses.asdict(dense))
+        study.set_user_attr("tracking_uri", uri)
+    return study
 
-        def objective(trial: optuna.Trial) -> tuple[float, float]:
-            recipe = suggest(trial, cfg.search.space)
-            trial_cfg = derive(cfg, {**recipe, "train.epochs": 0, "train.init_from": dense.run_id})
-            tags = {ROLE: "trial", "optuna.study": name, "optuna.trial": str(trial.number)}
-            result = runner.run(trial_cfg, "prune", parent=parent.run_id, tags=tags)
-            print(
-                f"trial {trial.number}: sparsity {result.metrics['sparsity']:.4f}  "
-                f"{quality} {result.metrics[quality]:.4f}  {recipe}",
-                flush=True,
-            )
-            return result.metrics[quality], result.metrics["sparsity"]
 
-        def after(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            refresh(parent.client, parent.run_id, name, dense)
+def _exists(cfg: Config, name: str) -> bool:
+    summaries = optuna.get_all_study_summaries(storage(cfg), include_best_trial=False)
+    return any(s.study_name == name and "dense" in s.user_attrs for s in summaries)
 
-        finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-        study.optimize(objective, n_trials=max(0, cfg.search.n_trials - finished), callbacks=[after])
-        if finished >= cfg.search.n_trials:  # nothing ran: this parent still gets the study's front
-            refresh(parent.client, parent.run_id, name, dense)
-        experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
-        table = front(parent.client, experiment_id, name, dense.metric, dense.direction)
-        summary(table, dense.metric, uri, parent.run_id)
-        return table
+
+def work(cfg: Config, name: str, parent: str, dense: runner.RunResult, index: int) -> None:
+    """One worker: take trials from the study until it has `search.n_trials` finished ones."""
+    os.environ.pop("MLFLOW_RUN_ID", None)  # inherited from `mlflow run`: trial runs are children, not it
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.search.workers))
+    sampler = optuna.samplers.TPESampler(seed=cfg.search.seed + index)  # workers must not propose alike
+    study = optuna.load_study(study_name=name, storage=storage(cfg), sampler=sampler)
+    quality = f"val_{dense.metric}"
+
+    gave_way = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        if _count(study, COMPLETE) + _count(study, RUNNING) - 1 >= cfg.search.n_trials:
+            gave_way.append(trial.number)
+            raise optuna.TrialPruned("surplus: other workers are already running the last trials")
+        recipe = suggest(trial, cfg.search.space)
+        trial_cfg = derive(cfg, {**recipe, "train.epochs": 0, "train.init_from": dense.run_id})
+        tags = {ROLE: "trial", "optuna.study": name, "optuna.trial": str(trial.number)}
+        trial.set_user_attr("pid", os.getpid())
+        started = partial(trial.set_user_attr, "mlflow_run_id")
+        result = runner.run(trial_cfg, "prune", parent=parent, tags=tags, started=started)
+        print(
+            f"trial {trial.number}: sparsity {result.metrics['sparsity']:.4f}  "
+            f"{quality} {result.metrics[quality]:.4f}  {recipe}",
+            flush=True,
+        )
+        return result.metrics[quality], result.metrics["sparsity"]
+
+    def after(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == COMPLETE:
+            refresh(MlflowClient(tracking.tracking_uri(cfg.tracking.uri)), parent, name, dense)
+
+    # Exactly n_trials finished trials across all workers: a worker takes one trial at a time, and waits
+    # while the others run the last ones (with heartbeats, a dead worker's trial comes back to be taken).
+    heartbeats = cfg.search.storage is not None
+    while (finished := _count(study, COMPLETE)) < cfg.search.n_trials:
+        optuna.storages.fail_stale_trials(study)
+        if finished + _count(study, RUNNING) >= cfg.search.n_trials:
+            if not heartbeats:
+                break
+            time.sleep(0.5 + random.random())
+            continue
+        study.optimize(objective, n_trials=1, callbacks=[after])
+        if gave_way:  # workers gave way to each other: try again out of step
+            gave_way.clear()
+            time.sleep(random.random())
+
+
+def _count(study: optuna.Study, state: optuna.trial.TrialState) -> int:
+    return len(study.get_trials(deepcopy=False, states=(state,)))
 
 
 def summary(table: pd.DataFrame, metric: str, uri: str, parent: str) -> None:
@@ -137,5 +223,6 @@ def summary(table: pd.DataFrame, metric: str, uri: str, parent: str) -> None:
     columns = ["trial", "sparsity", f"val_{metric}", f"test_{metric}", "pruning.method", "pruning.granularity"]
     print("\nPareto front:")
     print(table[table["pareto"]].sort_values("sparsity")[columns].to_string(index=False))
-    print(f"\nsearch run {parent} in {uri}: pareto.csv, pareto.png, hypervolume")
-    print(f"open it with: mlflow ui --backend-store-uri {uri}")
+    shown = tracking.redact(uri)
+    print(f"\nsearch run {parent} in {shown}: pareto.csv, pareto.png, hypervolume")
+    print(f"open it with: mlflow ui --backend-store-uri {shown}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,14 @@ from pipeline.models import RNNNet
 from pipeline.pruning import masks
 
 MODEL_PATH = "model"
+
+
+SECRET = re.compile(r"(://[^:/@\s]+:)[^@\s]+(@)")
+
+
+def redact(value: Any) -> Any:
+    """A URL's password replaced by ***; anything else unchanged. Params, tags and logs go through it."""
+    return SECRET.sub(r"\1***\2", value) if isinstance(value, str) else value
 
 
 def tracking_uri(uri: str | None = None, root: Path | None = None) -> str:
@@ -83,7 +92,8 @@ def open_run(
     KILLED, never RUNNING."""
     client, run_id = _start(uri, experiment, run_name, dict(tags or {}), parent)
     try:
-        client.log_batch(run_id, params=[Param(k, "" if v is None else str(v)) for k, v in params.items()])
+        values = {k: "" if v is None else redact(str(v)) for k, v in params.items()}
+        client.log_batch(run_id, params=[Param(k, v) for k, v in values.items()])
         yield RunLogger(client, run_id)
     except KeyboardInterrupt:
         client.set_terminated(run_id, "KILLED")
@@ -115,7 +125,9 @@ def _start(
         return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
     except Exception as err:  # whatever the backend raises, the user needs the URI and the cause
         cause = str(err).strip().splitlines()[0]
-        raise StoreError(f"tracking store {uri}: cannot be opened ({cause}); check tracking.uri") from None
+        raise StoreError(
+            f"tracking store {redact(uri)}: cannot be opened ({redact(cause)}); check tracking.uri"
+        ) from None
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:

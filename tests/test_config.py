@@ -93,6 +93,8 @@ def test_cli_exits_2_with_one_line_and_creates_no_run(argv, tmp_path, monkeypatc
 def test_cli_splits_one_quoted_overrides_parameter_like_mlflow_run_passes_it() -> None:
     command, cfg = cli.parse(["prune", "pruning.amount=0.5 model.cell=gru", ""])
     assert (command, cfg.pruning.amount, cfg.model.cell) == ("prune", 0.5, "gru")
+    _, cfg = cli.parse(["search", "search.space={pruning.amount: {low: 0.5, high: 0.9}}"])
+    assert cfg.search.space == {"pruning.amount": {"low": 0.5, "high": 0.9}}
 
 
 def test_readme_documents_every_key() -> None:
