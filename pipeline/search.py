@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import pareto, plots, runner, tracking
 from pipeline.config import Config, derive
+from pipeline.errors import StoreError
 
 ROLE = "pipeline.role"
 COMPLETE, RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
@@ -34,12 +35,18 @@ def storage(cfg: Config) -> optuna.storages.BaseStorage:
     """`search.storage` (an RDB URL, with heartbeats so a killed worker's trial is retried), else a journal
     file next to the default MLflow store."""
     if cfg.search.storage:
-        return optuna.storages.RDBStorage(
-            cfg.search.storage,
-            heartbeat_interval=cfg.search.heartbeat,
-            grace_period=3 * cfg.search.heartbeat,
-            failed_trial_callback=retry_stale,
-        )
+        try:
+            return optuna.storages.RDBStorage(
+                cfg.search.storage,
+                heartbeat_interval=cfg.search.heartbeat,
+                grace_period=3 * cfg.search.heartbeat,
+                failed_trial_callback=retry_stale,
+            )
+        except Exception as err:  # whatever the driver raises: the URL (without password) and the cause
+            cause = tracking.redact(" ".join(str(err).split())[:200])
+            raise StoreError(
+                f"search.storage={tracking.redact(cfg.search.storage)}: cannot be opened ({cause})"
+            ) from None
     backend = optuna.storages.journal.JournalFileBackend(str(Path.cwd() / "optuna.journal"))
     return optuna.storages.JournalStorage(backend)
 
@@ -116,6 +123,7 @@ def run(cfg: Config) -> pd.DataFrame:
     The dense model is trained once per study (a later command on the same study reuses it), and the
     study is created here, before any worker starts, so workers never race to create its schema.
     """
+    storage(cfg)  # an unreachable study store fails here, before any run is opened
     uri = tracking.tracking_uri(cfg.tracking.uri)
     tags = {"pipeline.command": "search"}
     with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.search.study, tags) as parent:

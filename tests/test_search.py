@@ -51,3 +51,17 @@ def test_running_again_resumes_the_study_without_duplicates(tiny, tmp_path: Path
     client = MlflowClient(tiny().tracking.uri)
     assert sorted(int(r.data.tags["optuna.trial"]) for r in trial_runs(client, "s2")) == [0, 1, 2]
     assert sorted(table["trial"]) == [0, 1, 2]  # the front covers the study, across both commands
+
+
+def test_passwords_never_reach_params_or_messages(tiny, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    from pipeline import cli, tracking
+
+    with tracking.open_run(tiny().tracking.uri, "e", {"search.storage": "postgresql://u:hunter2@h:5432/db"}) as run:
+        pass
+    assert run.client.get_run(run.run_id).data.params["search.storage"] == "postgresql://u:***@h:5432/db"
+    unreachable = "search.storage=postgresql://postgres:hunter2@127.0.0.1:1/nothing"
+    assert cli.main(["search", unreachable, f"tracking.uri=sqlite:///{tmp_path / 'other.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert "search.storage=postgresql://postgres:***@127.0.0.1:1/nothing: cannot be opened" in err
+    assert "hunter2" not in err and not (tmp_path / "other.db").exists()  # failed before any run was opened
