@@ -86,11 +86,12 @@ def front(client: MlflowClient, experiment_id: str, study: str, metric: str, dir
             f"val_{metric}": r.data.metrics[f"val_{metric}"],
             f"test_{metric}": r.data.metrics[f"test_{metric}"],
             "nonzero_params": r.data.metrics["nonzero_params"],
+            "tagged": r.data.tags.get("pareto"),
             **{k: v for k, v in r.data.params.items() if k.startswith("pruning.")},
         }
         for r in runs
     ]
-    columns = ["trial", "run_id", "sparsity", f"val_{metric}", f"test_{metric}", "nonzero_params"]
+    columns = ["trial", "run_id", "sparsity", f"val_{metric}", f"test_{metric}", "nonzero_params", "tagged"]
     table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
     table = table.sort_values("trial").reset_index(drop=True)
     table["pareto"] = pareto.non_dominated(table, [("sparsity", "max"), (f"val_{metric}", direction)])
@@ -104,14 +105,15 @@ def refresh(client: MlflowClient, parent: str, study: str, dense: runner.RunResu
     if table.empty:
         return table
     for row in table.itertuples():
-        client.set_tag(row.run_id, "pareto", str(bool(row.pareto)).lower())
+        if row.tagged != str(bool(row.pareto)).lower():  # only the tags that change
+            client.set_tag(row.run_id, "pareto", str(bool(row.pareto)).lower())
     # Reference point (oriented units): no sparsity, and quality one unit worse than dense.
     best = dense.metrics[f"val_{metric}"]
     reference = (0.0, best - 1.0 if direction == "max" else -(best + 1.0))
     volume = pareto.hypervolume(table, [("sparsity", "max"), (f"val_{metric}", direction)], reference)
     tracking.log_metrics(client, parent, {"hypervolume": volume}, step=len(table))
     with tempfile.TemporaryDirectory() as tmp:
-        table.to_csv(Path(tmp) / "pareto.csv", index=False)
+        table.drop(columns=["tagged"]).to_csv(Path(tmp) / "pareto.csv", index=False)
         plots.front_plot(table, f"val_{metric}", Path(tmp) / "pareto.png", best, f"Pareto front of {study}")
         client.log_artifacts(parent, tmp)
     return table
