@@ -151,7 +151,9 @@ def run(cfg: Config) -> pd.DataFrame:
         refresh(parent.client, parent.run_id, name, dense)
         experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
         table = front(parent.client, experiment_id, name, dense.metric, dense.direction)
-        summary(table, dense.metric, uri, parent.run_id)
+        on_front = table[table["pareto"]].sort_values("sparsity")
+        tracking.register_front(parent.client, name, list(on_front["run_id"]))
+        summary(table, dense.metric, uri, parent.run_id, name)
         return table
 
 
@@ -228,7 +230,7 @@ def _count(study: optuna.Study, state: optuna.trial.TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=(state,)))
 
 
-def summary(table: pd.DataFrame, metric: str, uri: str, parent: str) -> None:
+def summary(table: pd.DataFrame, metric: str, uri: str, parent: str, study: str) -> None:
     """The front as a table, where the runs are, and how to look at them."""
     columns = ["trial", "sparsity", f"val_{metric}", f"test_{metric}", "pruning.method", "pruning.granularity"]
     print("\nPareto front:")
@@ -236,3 +238,5 @@ def summary(table: pd.DataFrame, metric: str, uri: str, parent: str) -> None:
     shown = tracking.redact(uri)
     print(f"\nsearch run {parent} in {shown}: pareto.csv, pareto.png, hypervolume")
     print(f"open it with: mlflow ui --backend-store-uri {shown}")
+    print(f"front models: registered model {study!r}, aliases front-1 (least sparse) .. front-N (sparsest);")
+    print(f"  load one with pipeline.tracking.load_registered({study!r}, 'front-1', {shown!r})")

@@ -171,3 +171,29 @@ def load_model(run_id: str, uri: str | None = None, path: str = MODEL_PATH) -> R
     masks.attach(net, saved)
     masks.update(net, saved)
     return net
+
+
+def register_front(client: MlflowClient, name: str, run_ids: list[str]) -> dict[str, str]:
+    """Register each run's model as a version of `name`, aliased `front-1`, `front-2`, ... (the order given);
+    stale `front-k` aliases are removed. Returns alias -> run id."""
+    try:
+        client.get_registered_model(name)
+    except Exception:  # not registered yet
+        client.create_registered_model(name, description="the Pareto front of a pruning search")
+    versions = {v.run_id: v.version for v in client.search_model_versions(f"name = '{name}'")}
+    aliases = {}
+    for k, run_id in enumerate(run_ids, start=1):
+        if run_id not in versions:
+            versions[run_id] = client.create_model_version(name, f"runs:/{run_id}/{MODEL_PATH}", run_id).version
+        client.set_registered_model_alias(name, f"front-{k}", versions[run_id])
+        aliases[f"front-{k}"] = run_id
+    for alias in client.get_registered_model(name).aliases:
+        if alias.startswith("front-") and alias not in aliases:
+            client.delete_registered_model_alias(name, alias)
+    return aliases
+
+
+def load_registered(name: str, alias: str, uri: str | None = None) -> RNNNet:
+    """The model a registry alias points to (e.g. `front-1` of a search)."""
+    client = MlflowClient(tracking_uri(uri))
+    return load_model(client.get_model_version_by_alias(name, alias).run_id, uri)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from pipeline import search
+from pipeline import search, tracking
 
 
 def trial_runs(client: MlflowClient, study: str) -> list:
@@ -42,6 +42,10 @@ def test_search_logs_a_run_tree_and_tags_exactly_the_front(tiny, tmp_path: Path,
     assert set(table.loc[table["pareto"], "run_id"]) == expected
     saved = pd.read_csv(client.download_artifacts(parent, "pareto.csv", str(tmp_path)))
     assert set(saved.loc[saved["pareto"], "run_id"]) == expected
+    aliases = client.get_registered_model("s1").aliases
+    assert {client.get_model_version_by_alias("s1", a).run_id for a in aliases} == expected
+    net = tracking.load_registered("s1", "front-1", cfg.tracking.uri)
+    assert net.config["hidden_size"] == cfg.model.hidden_size
 
 
 def test_running_again_resumes_the_study_without_duplicates(tiny, tmp_path: Path, monkeypatch) -> None:
@@ -55,7 +59,7 @@ def test_running_again_resumes_the_study_without_duplicates(tiny, tmp_path: Path
 
 def test_passwords_never_reach_params_or_messages(tiny, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
-    from pipeline import cli, tracking
+    from pipeline import cli
 
     with tracking.open_run(tiny().tracking.uri, "e", {"search.storage": "postgresql://u:hunter2@h:5432/db"}) as run:
         pass
