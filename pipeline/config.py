@@ -112,6 +112,13 @@ class SearchConfig:
     storage: str | None = opt(None, "Optuna storage URL (default: optuna.journal next to ./mlflow.db)")
     n_trials: int = opt(12, "finished trials the study should reach", at_least(1))
     seed: int = opt(0, "seed of the sampler")
+    mode: str = opt(
+        "pareto",
+        "pareto: quality and sparsity; constrained: quality at search.min_sparsity",
+        one_of("pipeline.search:MODES"),
+    )
+    min_sparsity: float = opt(0.9, "constrained mode: the sparsity a trial must reach to count", in_open_unit)
+    quality_floor: float | None = opt(None, "pareto mode: stop a trial whose val quality falls below this")
     workers: int = opt(1, "worker processes on this machine, all taking trials from the study", at_least(1))
     heartbeat: int = opt(10, "seconds between RDB heartbeats; a trial silent for 3 of them is retried", at_least(1))
     space: dict = opt({}, "search space: key -> {choices: [...]} or {low, high, log}", search_space)  # noqa: RUF009

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +99,7 @@ def run(
     parent: str | None = None,
     tags: dict[str, str] | None = None,
     started: Callable[[str], None] | None = None,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> RunResult:
     """Run `train` or `prune` as one MLflow run (a child of `parent` if given); `started` gets its id first."""
     data, module, callback = build(cfg, rounds=cfg.pruning.iterations if command == "prune" else 0)
@@ -113,7 +114,10 @@ def run(
             logger=logger,
             accelerator=cfg.train.accelerator,
             devices=1,
-            callbacks=[ModelCheckpoint(dirpath=Path(cfg.train.checkpoint_dir) / logger.run_id, save_last=True)],
+            callbacks=[
+                *callbacks,
+                ModelCheckpoint(dirpath=Path(cfg.train.checkpoint_dir) / logger.run_id, save_last=True),
+            ],
             enable_progress_bar=sys.stderr.isatty(),
             enable_model_summary=False,
             log_every_n_steps=1,

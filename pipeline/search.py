@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import optuna
 import pandas as pd
 import torch
@@ -26,9 +27,22 @@ from mlflow.tracking import MlflowClient
 from pipeline import pareto, plots, runner, tracking
 from pipeline.config import Config, derive
 from pipeline.errors import StoreError
+from pipeline.pruning.callback import PruningCallback
 
 ROLE = "pipeline.role"
-COMPLETE, RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+MODES = {
+    "pareto": "two objectives, validation quality and sparsity; a quality floor stops hopeless trials",
+    "constrained": "validation quality subject to sparsity >= search.min_sparsity; a median pruner per round",
+}
+COMPLETE, PRUNED, RUNNING = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.RUNNING,
+)
+
+
+class Surplus(Exception):
+    """A worker started a trial while others were already running the last ones: it gives way."""
 
 
 def storage(cfg: Config) -> optuna.storages.BaseStorage:
@@ -57,6 +71,27 @@ def retry_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     if run_id and uri:
         MlflowClient(uri).set_terminated(run_id, "KILLED")
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, trial)
+
+
+class RoundWatch(pl.Callback):
+    """Hands each evaluated round to the trial and stops hopeless trials: by Optuna's median pruner
+    (constrained mode; multi-objective studies cannot report) or by the quality floor (pareto mode)."""
+
+    def __init__(self, trial: optuna.Trial, quality: str, direction: str, cfg: Config) -> None:
+        self.trial, self.quality, self.direction, self.seen = trial, quality, direction, 0
+        self.report, self.floor = cfg.search.mode == "constrained", cfg.search.quality_floor
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        history = next(c for c in trainer.callbacks if isinstance(c, PruningCallback)).history
+        for record in history[self.seen :]:
+            self.seen += 1
+            value, r = record[self.quality], record["round"]
+            if self.report:
+                self.trial.report(value, r)
+                if self.trial.should_prune():
+                    raise optuna.TrialPruned(f"round {r}: {self.quality} {value:.4f} is worse than the median")
+            if self.floor is not None and (value < self.floor if self.direction == "max" else value > self.floor):
+                raise optuna.TrialPruned(f"round {r}: {self.quality} {value:.4f} is past search.quality_floor")
 
 
 def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -144,7 +179,7 @@ def run(cfg: Config) -> pd.DataFrame:
         for helper in helpers:
             helper.join()
         lost = [h.pid for h in helpers if h.exitcode]
-        if lost and _count(study, COMPLETE) < cfg.search.n_trials:
+        if lost and _finished(study) < cfg.search.n_trials:
             raise RuntimeError(f"search workers {lost} died and the study is unfinished; run the command again")
         if lost:
             print(f"search workers {lost} died; the others finished the study", flush=True)
@@ -161,13 +196,15 @@ def open_study(cfg: Config, name: str, parent: str, uri: str) -> optuna.Study:
     """Create or load the study; train and remember its dense model if it has none yet."""
     study = optuna.load_study(study_name=name, storage=storage(cfg)) if _exists(cfg, name) else None
     if study is None:
+        pareto_mode = cfg.search.mode == "pareto"
         dense = runner.run(cfg, "train", parent=parent, tags={ROLE: "dense", "optuna.study": name})
         study = optuna.create_study(
             study_name=name,
             storage=storage(cfg),
             load_if_exists=True,
-            directions=["maximize" if dense.direction == "max" else "minimize", "maximize"],
+            directions=["maximize" if dense.direction == "max" else "minimize", "maximize"][: 1 + pareto_mode],
             sampler=optuna.samplers.TPESampler(seed=cfg.search.seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3) if not pareto_mode else None,
         )
         study.set_user_attr("dense", dataclasses.asdict(dense))
         study.set_user_attr("tracking_uri", uri)
@@ -184,26 +221,38 @@ def work(cfg: Config, name: str, parent: str, dense: runner.RunResult, index: in
     os.environ.pop("MLFLOW_RUN_ID", None)  # inherited from `mlflow run`: trial runs are children, not it
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.search.workers))
     sampler = optuna.samplers.TPESampler(seed=cfg.search.seed + index)  # workers must not propose alike
-    study = optuna.load_study(study_name=name, storage=storage(cfg), sampler=sampler)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3) if cfg.search.mode == "constrained" else None
+    study = optuna.load_study(study_name=name, storage=storage(cfg), sampler=sampler, pruner=pruner)
     quality = f"val_{dense.metric}"
 
     gave_way = []
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
-        if _count(study, COMPLETE) + _count(study, RUNNING) - 1 >= cfg.search.n_trials:
+        if _finished(study) + _count(study, RUNNING) - 1 >= cfg.search.n_trials:
             gave_way.append(trial.number)
-            raise optuna.TrialPruned("surplus: other workers are already running the last trials")
+            raise Surplus("other workers are already running the last trials")
         recipe = suggest(trial, cfg.search.space)
         trial_cfg = derive(cfg, {**recipe, "train.epochs": 0, "train.init_from": dense.run_id})
         tags = {ROLE: "trial", "optuna.study": name, "optuna.trial": str(trial.number)}
         trial.set_user_attr("pid", os.getpid())
         started = partial(trial.set_user_attr, "mlflow_run_id")
-        result = runner.run(trial_cfg, "prune", parent=parent, tags=tags, started=started)
+        watch = RoundWatch(trial, quality, dense.direction, cfg)
+        try:
+            result = runner.run(trial_cfg, "prune", parent=parent, tags=tags, started=started, callbacks=[watch])
+        except optuna.TrialPruned as stop:  # its run: KILLED, with the reason
+            client = MlflowClient(tracking.tracking_uri(cfg.tracking.uri))
+            client.set_tag(trial.user_attrs["mlflow_run_id"], "pruned_reason", str(stop))
+            client.set_terminated(trial.user_attrs["mlflow_run_id"], "KILLED")
+            print(f"trial {trial.number}: stopped, {stop}", flush=True)
+            raise
         print(
             f"trial {trial.number}: sparsity {result.metrics['sparsity']:.4f}  "
             f"{quality} {result.metrics[quality]:.4f}  {recipe}",
             flush=True,
         )
+        if cfg.search.mode == "constrained":  # feasible when <= 0
+            trial.set_constraint("min_sparsity", cfg.search.min_sparsity - result.metrics["sparsity"])
+            return result.metrics[quality]
         return result.metrics[quality], result.metrics["sparsity"]
 
     def after(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -213,17 +262,22 @@ def work(cfg: Config, name: str, parent: str, dense: runner.RunResult, index: in
     # Exactly n_trials finished trials across all workers: a worker takes one trial at a time, and waits
     # while the others run the last ones (with heartbeats, a dead worker's trial comes back to be taken).
     heartbeats = cfg.search.storage is not None
-    while (finished := _count(study, COMPLETE)) < cfg.search.n_trials:
+    while (finished := _finished(study)) < cfg.search.n_trials:
         optuna.storages.fail_stale_trials(study)
         if finished + _count(study, RUNNING) >= cfg.search.n_trials:
             if not heartbeats:
                 break
             time.sleep(0.5 + random.random())
             continue
-        study.optimize(objective, n_trials=1, callbacks=[after])
+        study.optimize(objective, n_trials=1, callbacks=[after], catch=(Surplus,))
         if gave_way:  # workers gave way to each other: try again out of step
             gave_way.clear()
             time.sleep(random.random())
+
+
+def _finished(study: optuna.Study) -> int:
+    """Trials that ran to an end: completed, or stopped by the pruner or the quality floor."""
+    return _count(study, COMPLETE) + _count(study, PRUNED)
 
 
 def _count(study: optuna.Study, state: optuna.trial.TrialState) -> int:
@@ -233,8 +287,10 @@ def _count(study: optuna.Study, state: optuna.trial.TrialState) -> int:
 def summary(table: pd.DataFrame, metric: str, uri: str, parent: str, study: str) -> None:
     """The front as a table, where the runs are, and how to look at them."""
     columns = ["trial", "sparsity", f"val_{metric}", f"test_{metric}", "pruning.method", "pruning.granularity"]
-    print("\nPareto front:")
-    print(table[table["pareto"]].sort_values("sparsity")[columns].to_string(index=False))
+    front_rows = table[table["pareto"]].sort_values("sparsity")
+    print("\nPareto front:" if len(front_rows) else "\nno finished trial: the study has no front yet")
+    if len(front_rows):
+        print(front_rows[columns].to_string(index=False))
     shown = tracking.redact(uri)
     print(f"\nsearch run {parent} in {shown}: pareto.csv, pareto.png, hypervolume")
     print(f"open it with: mlflow ui --backend-store-uri {shown}")

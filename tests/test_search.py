@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline import search, tracking
@@ -69,3 +70,30 @@ def test_passwords_never_reach_params_or_messages(tiny, tmp_path: Path, monkeypa
     err = capsys.readouterr().err
     assert "search.storage=postgresql://postgres:***@127.0.0.1:1/nothing: cannot be opened" in err
     assert "hunter2" not in err and not (tmp_path / "other.db").exists()  # failed before any run was opened
+
+
+def test_a_quality_floor_stops_trials_and_closes_their_runs(tiny, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny("search.n_trials=2", "search.study=floor", "search.quality_floor=1.01")  # unreachable accuracy
+    table = search.run(cfg)
+    assert table.empty
+    client = MlflowClient(cfg.tracking.uri)
+    runs = trial_runs(client, "floor")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"KILLED"}
+    assert all("search.quality_floor" in r.data.tags["pruned_reason"] for r in runs)
+    storage = search.storage(cfg)
+    study = search.optuna.load_study(study_name="floor", storage=storage)
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+
+
+def test_constrained_mode_optimises_quality_under_a_sparsity_constraint(tiny, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny("search.n_trials=3", "search.study=con", "search.mode=constrained", "search.min_sparsity=0.8")
+    search.run(cfg)
+    study = search.optuna.load_study(study_name="con", storage=search.storage(cfg))
+    assert len(study.directions) == 1
+    client = MlflowClient(cfg.tracking.uri)
+    sparsity = {r.data.tags["optuna.trial"]: r.data.metrics["sparsity"] for r in trial_runs(client, "con")}
+    for trial in study.get_trials(states=(search.COMPLETE,)):
+        constraint = trial.system_attrs["constraints:min_sparsity"]
+        assert constraint == pytest.approx(0.8 - sparsity[str(trial.number)])
