@@ -17,7 +17,6 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from mlflow.tracking import MlflowClient
 from torch import nn
 
 from pipeline import plots, tracking
@@ -134,20 +133,21 @@ def run(
 
 def log_result(
     cfg: Config,
-    client: MlflowClient,
+    client: tracking.Client,
     run_id: str,
     module: RNNModule,
     callback: PruningCallback,
     data: pl.LightningDataModule,
 ) -> None:
     """Log what the rounds produced: which round was kept, the model(s), per-gate sparsity, quantization."""
-    client.set_tag(run_id, "pruning.kept_round", str(callback.kept_round))
+    tracking.set_tags(client, run_id, {"pruning.kept_round": str(callback.kept_round)})
     if callback.stopped_at is not None:
-        client.set_tag(run_id, "pruning.stopped_at", str(callback.stopped_at))
+        tracking.set_tags(client, run_id, {"pruning.stopped_at": str(callback.stopped_at)})
     rows = gate_sparsity(module.net)
     tracking.log_table(client, run_id, rows, "sparsity/gates")
     with tempfile.TemporaryDirectory() as tmp:
-        client.log_artifact(run_id, str(plots.gate_heatmap(rows, Path(tmp) / "gates.png")), "sparsity")
+        plots.gate_heatmap(rows, Path(tmp) / "gates.png")
+        tracking.log_folder(client, run_id, tmp, "sparsity")
     if not cfg.tracking.log_model:
         return
     tracking.log_model(client, run_id, module.net)

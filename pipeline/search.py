@@ -12,7 +12,6 @@ import dataclasses
 import multiprocessing
 import os
 import random
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -22,14 +21,13 @@ import lightning.pytorch as pl
 import optuna
 import pandas as pd
 import torch
-from mlflow.tracking import MlflowClient
 
-from pipeline import pareto, plots, runner, tracking
+from pipeline import fronts, runner, tracking
 from pipeline.config import Config, derive
 from pipeline.errors import StoreError
 from pipeline.pruning.callback import PruningCallback
 
-ROLE = "pipeline.role"
+ROLE = fronts.ROLE
 MODES = {
     "pareto": "two objectives, validation quality and sparsity; a quality floor stops hopeless trials",
     "constrained": "validation quality subject to sparsity >= search.min_sparsity; a median pruner per round",
@@ -69,7 +67,7 @@ def retry_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """A worker died mid-trial: close its MLflow run as KILLED and queue the same recipe again."""
     run_id, uri = trial.user_attrs.get("mlflow_run_id"), study.user_attrs.get("tracking_uri")
     if run_id and uri:
-        MlflowClient(uri).set_terminated(run_id, "KILLED")
+        tracking.close_run(tracking.connect(uri), run_id, "KILLED")
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2)(study, trial)
 
 
@@ -107,53 +105,6 @@ def suggest(trial: optuna.Trial, space: dict[str, dict[str, Any]]) -> dict[str, 
     return values
 
 
-def front(client: MlflowClient, experiment_id: str, study: str, metric: str, direction: str) -> pd.DataFrame:
-    """One row per finished trial run of the study, with its final metrics and whether it is on the front."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`optuna.study` = '{study}' and tags.`{ROLE}` = 'trial' and status = 'FINISHED'",
-    )
-    rows = [
-        {
-            "trial": int(r.data.tags["optuna.trial"]),
-            "run_id": r.info.run_id,
-            "sparsity": r.data.metrics["sparsity"],
-            f"val_{metric}": r.data.metrics[f"val_{metric}"],
-            f"test_{metric}": r.data.metrics[f"test_{metric}"],
-            "nonzero_params": r.data.metrics["nonzero_params"],
-            "tagged": r.data.tags.get("pareto"),
-            **{k: v for k, v in r.data.params.items() if k.startswith("pruning.")},
-        }
-        for r in runs
-    ]
-    columns = ["trial", "run_id", "sparsity", f"val_{metric}", f"test_{metric}", "nonzero_params", "tagged"]
-    table = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
-    table = table.sort_values("trial").reset_index(drop=True)
-    table["pareto"] = pareto.non_dominated(table, [("sparsity", "max"), (f"val_{metric}", direction)])
-    return table
-
-
-def refresh(client: MlflowClient, parent: str, study: str, dense: runner.RunResult) -> pd.DataFrame:
-    """Recompute the study's front from its trial runs; log the table, the plot, the hypervolume and the tags."""
-    metric, direction = dense.metric, dense.direction
-    table = front(client, client.get_run(parent).info.experiment_id, study, metric, direction)
-    if table.empty:
-        return table
-    for row in table.itertuples():
-        if row.tagged != str(bool(row.pareto)).lower():  # only the tags that change
-            client.set_tag(row.run_id, "pareto", str(bool(row.pareto)).lower())
-    # Reference point (oriented units): no sparsity, and quality one unit worse than dense.
-    best = dense.metrics[f"val_{metric}"]
-    reference = (0.0, best - 1.0 if direction == "max" else -(best + 1.0))
-    volume = pareto.hypervolume(table, [("sparsity", "max"), (f"val_{metric}", direction)], reference)
-    tracking.log_metrics(client, parent, {"hypervolume": volume}, step=len(table))
-    with tempfile.TemporaryDirectory() as tmp:
-        table.drop(columns=["tagged"]).to_csv(Path(tmp) / "pareto.csv", index=False)
-        plots.front_plot(table, f"val_{metric}", Path(tmp) / "pareto.png", best, f"Pareto front of {study}")
-        client.log_artifacts(parent, tmp)
-    return table
-
-
 def run(cfg: Config) -> pd.DataFrame:
     """Run trials until the study has `search.n_trials` finished ones, in `search.workers` processes.
 
@@ -165,7 +116,7 @@ def run(cfg: Config) -> pd.DataFrame:
     tags = {"pipeline.command": "search"}
     with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.search.study, tags) as parent:
         name = cfg.search.study or f"{cfg.tracking.experiment}-{parent.run_id[:8]}"
-        parent.client.set_tag(parent.run_id, "optuna.study", name)
+        tracking.set_tags(parent.client, parent.run_id, {"optuna.study": name})
         study = open_study(cfg, name, parent.run_id, uri)
         dense = runner.RunResult(**study.user_attrs["dense"])
         context = multiprocessing.get_context("spawn")
@@ -183,12 +134,11 @@ def run(cfg: Config) -> pd.DataFrame:
             raise RuntimeError(f"search workers {lost} died and the study is unfinished; run the command again")
         if lost:
             print(f"search workers {lost} died; the others finished the study", flush=True)
-        refresh(parent.client, parent.run_id, name, dense)
-        experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
-        table = front(parent.client, experiment_id, name, dense.metric, dense.direction)
+        fronts.refresh(parent.client, parent.run_id, name, dense)
+        table = fronts.front(parent.client, parent.run_id, name, dense.metric, dense.direction)
         on_front = table[table["pareto"]].sort_values("sparsity")
         tracking.register_front(parent.client, name, list(on_front["run_id"]))
-        summary(table, dense.metric, uri, parent.run_id, name)
+        fronts.summary(table, dense.metric, uri, parent.run_id, name)
         return table
 
 
@@ -240,9 +190,8 @@ def work(cfg: Config, name: str, parent: str, dense: runner.RunResult, index: in
         try:
             result = runner.run(trial_cfg, "prune", parent=parent, tags=tags, started=started, callbacks=[watch])
         except optuna.TrialPruned as stop:  # its run: KILLED, with the reason
-            client = MlflowClient(tracking.tracking_uri(cfg.tracking.uri))
-            client.set_tag(trial.user_attrs["mlflow_run_id"], "pruned_reason", str(stop))
-            client.set_terminated(trial.user_attrs["mlflow_run_id"], "KILLED")
+            client = tracking.connect(tracking.tracking_uri(cfg.tracking.uri))
+            tracking.close_run(client, trial.user_attrs["mlflow_run_id"], "KILLED", {"pruned_reason": str(stop)})
             print(f"trial {trial.number}: stopped, {stop}", flush=True)
             raise
         print(
@@ -257,7 +206,7 @@ def work(cfg: Config, name: str, parent: str, dense: runner.RunResult, index: in
 
     def after(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state == COMPLETE:
-            refresh(MlflowClient(tracking.tracking_uri(cfg.tracking.uri)), parent, name, dense)
+            fronts.refresh(tracking.connect(tracking.tracking_uri(cfg.tracking.uri)), parent, name, dense)
 
     # Exactly n_trials finished trials across all workers: a worker takes one trial at a time, and waits
     # while the others run the last ones (with heartbeats, a dead worker's trial comes back to be taken).
@@ -282,17 +231,3 @@ def _finished(study: optuna.Study) -> int:
 
 def _count(study: optuna.Study, state: optuna.trial.TrialState) -> int:
     return len(study.get_trials(deepcopy=False, states=(state,)))
-
-
-def summary(table: pd.DataFrame, metric: str, uri: str, parent: str, study: str) -> None:
-    """The front as a table, where the runs are, and how to look at them."""
-    columns = ["trial", "sparsity", f"val_{metric}", f"test_{metric}", "pruning.method", "pruning.granularity"]
-    front_rows = table[table["pareto"]].sort_values("sparsity")
-    print("\nPareto front:" if len(front_rows) else "\nno finished trial: the study has no front yet")
-    if len(front_rows):
-        print(front_rows[columns].to_string(index=False))
-    shown = tracking.redact(uri)
-    print(f"\nsearch run {parent} in {shown}: pareto.csv, pareto.png, hypervolume")
-    print(f"open it with: mlflow ui --backend-store-uri {shown}")
-    print(f"front models: registered model {study!r}, aliases front-1 (least sparse) .. front-N (sparsest);")
-    print(f"  load one with pipeline.tracking.load_registered({study!r}, 'front-1', {shown!r})")

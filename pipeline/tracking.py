@@ -30,6 +30,7 @@ from pipeline.models import RNNNet
 from pipeline.pruning import masks
 
 MODEL_PATH = "model"
+Client = MlflowClient  # the handle other modules pass around without importing mlflow
 
 
 SECRET = re.compile(r"(://[^:/@\s]+:)[^@\s]+(@)")
@@ -128,6 +129,49 @@ def _start(
         raise StoreError(
             f"tracking store {redact(uri)}: cannot be opened ({redact(cause)}); check tracking.uri"
         ) from None
+
+
+def connect(uri: str) -> MlflowClient:
+    """A client of the tracking store at `uri`."""
+    return MlflowClient(uri)
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set several tags of a run."""
+    for key, value in tags.items():
+        client.set_tag(run_id, key, redact(value))
+
+
+def close_run(client: MlflowClient, run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
+    """End a run with a status (e.g. KILLED for a trial stopped early or lost with its worker)."""
+    set_tags(client, run_id, tags or {})
+    client.set_terminated(run_id, status)
+
+
+def log_folder(client: MlflowClient, run_id: str, folder: str | Path, path: str | None = None) -> None:
+    """Log every file of a folder under the run's artifact path `path` (default: the root)."""
+    client.log_artifacts(run_id, str(folder), artifact_path=path)
+
+
+def study_runs(client: MlflowClient, parent: str, study: str, role: str, metrics: list[str]) -> list[dict[str, Any]]:
+    """The finished trial runs of a study (in the parent's experiment): final metrics, recipe, pareto tag."""
+    experiment_id = client.get_run(parent).info.experiment_id
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`optuna.study` = '{study}' and tags.`{role}` = 'trial' and status = 'FINISHED'",
+    )
+    return [
+        {
+            "trial": int(r.data.tags["optuna.trial"]),
+            "run_id": r.info.run_id,
+            "sparsity": r.data.metrics["sparsity"],
+            **{key: r.data.metrics[key] for key in metrics},
+            "nonzero_params": r.data.metrics["nonzero_params"],
+            "tagged": r.data.tags.get("pareto"),
+            **{k: v for k, v in r.data.params.items() if k.startswith("pruning.")},
+        }
+        for r in runs
+    ]
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
