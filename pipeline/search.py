@@ -1,9 +1,10 @@
 """Optuna searches the pruning recipe: a multi-objective study of (validation quality, sparsity).
 
-Run tree: the search's parent run; under it one child run trains the dense model (once per search) and
+Run tree: the search's parent run; under it one child run trains the dense model (once per study) and
 one child run per trial prunes a copy of it with the trial's recipe, logging every round. After every
-finished trial the parent's `pareto.csv`, `pareto.png` and `hypervolume` (step = finished trials) are
-refreshed from the child runs, and tag `pareto=true` marks exactly the non-dominated trials.
+finished trial the study's front is refreshed from its runs (fronts.py). `search.workers` processes, on
+this machine or others sharing an RDB storage, take trials from one study until it has exactly
+`search.n_trials` finished ones; a dead worker's trial is retried through Optuna's heartbeats.
 """
 
 from __future__ import annotations
