@@ -7,6 +7,7 @@ per epoch (step = epoch) `train_loss` and `val_loss`; the final model under the 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -205,16 +206,24 @@ def log_model(client: MlflowClient, run_id: str, net: nn.Module, path: str = MOD
 
 def load_model(run_id: str, uri: str | None = None, path: str = MODEL_PATH) -> RNNNet:
     """A logged model of a run (`model` or `compacted_model`), rebuilt from its artifact, masks attached."""
-    client = MlflowClient(tracking_uri(uri))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(client.download_artifacts(run_id, path, tmp))
-        spec = json.loads((folder / "net.json").read_text())
-        net = RNNNet(**spec["config"])
-        net.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True))
-        saved = torch.load(folder / "masks.pt", weights_only=True)
+    config, state, saved = _download(run_id, tracking_uri(uri), path)
+    net = RNNNet(**config)
+    net.load_state_dict(state)  # copies: the cached tensors are never trained
     masks.attach(net, saved)
     masks.update(net, saved)
     return net
+
+
+@functools.lru_cache(maxsize=8)
+def _download(
+    run_id: str, uri: str, path: str
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    # A logged model never changes: every search trial starts from the same dense model, downloaded once.
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(MlflowClient(uri).download_artifacts(run_id, path, tmp))
+        config = json.loads((folder / "net.json").read_text())["config"]
+        state = torch.load(folder / "state_dict.pt", weights_only=True)
+        return config, state, torch.load(folder / "masks.pt", weights_only=True)
 
 
 def register_front(client: MlflowClient, name: str, run_ids: list[str]) -> dict[str, str]:
