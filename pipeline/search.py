@@ -10,6 +10,7 @@ this machine or others sharing an RDB storage, take trials from one study until 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing
 import os
 import random
@@ -46,22 +47,21 @@ class Surplus(Exception):
 
 def storage(cfg: Config) -> optuna.storages.BaseStorage:
     """`search.storage` (an RDB URL, with heartbeats so a killed worker's trial is retried), else a journal
-    file next to the default MLflow store."""
-    if cfg.search.storage:
-        try:
-            return optuna.storages.RDBStorage(
-                cfg.search.storage,
-                heartbeat_interval=cfg.search.heartbeat,
-                grace_period=3 * cfg.search.heartbeat,
-                failed_trial_callback=retry_stale,
-            )
-        except Exception as err:  # whatever the driver raises: the URL (without password) and the cause
-            cause = tracking.redact(" ".join(str(err).split())[:200])
-            raise StoreError(
-                f"search.storage={tracking.redact(cfg.search.storage)}: cannot be opened ({cause})"
-            ) from None
-    backend = optuna.storages.journal.JournalFileBackend(str(Path.cwd() / "optuna.journal"))
-    return optuna.storages.JournalStorage(backend)
+    file next to the default MLflow store. One per process: each RDB storage holds a connection pool."""
+    return _storage(cfg.search.storage, cfg.search.heartbeat, str(Path.cwd() / "optuna.journal"))
+
+
+@functools.lru_cache(maxsize=4)
+def _storage(url: str | None, heartbeat: int, journal: str) -> optuna.storages.BaseStorage:
+    if url is None:
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(journal))
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat, failed_trial_callback=retry_stale
+        )
+    except Exception as err:  # whatever the driver raises: the URL (without password) and the cause
+        cause = tracking.redact(" ".join(str(err).split())[:200])
+        raise StoreError(f"search.storage={tracking.redact(url)}: cannot be opened ({cause})") from None
 
 
 def retry_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

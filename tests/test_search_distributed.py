@@ -50,10 +50,10 @@ def databases():
 
 def kill_a_helper_mid_trial(storage: str, main_pid: int, process: subprocess.Popen) -> optuna.trial.FrozenTrial:
     """SIGKILL the helper worker (not the main process) while it runs a trial; return that trial."""
-    deadline = time.time() + 180
+    deadline, rdb = time.time() + 180, optuna.storages.RDBStorage(storage)  # one connection pool, reused
     while time.time() < deadline and process.poll() is None:
         try:
-            study = optuna.load_study(study_name="dist", storage=storage)
+            study = optuna.load_study(study_name="dist", storage=rdb)
         except KeyError:
             time.sleep(0.2)
             continue
