@@ -140,26 +140,24 @@ def log_result(
     data: pl.LightningDataModule,
 ) -> None:
     """Log what the rounds produced: which round was kept, the model(s), per-gate sparsity, quantization."""
-    tracking.set_tags(client, run_id, {"pruning.kept_round": str(callback.kept_round)})
+    tags = {"pruning.kept_round": str(callback.kept_round)}
     if callback.stopped_at is not None:
-        tracking.set_tags(client, run_id, {"pruning.stopped_at": str(callback.stopped_at)})
+        tags["pruning.stopped_at"] = str(callback.stopped_at)
+    tracking.set_tags(client, run_id, tags)
     rows = gate_sparsity(module.net)
     tracking.log_table(client, run_id, rows, "sparsity/gates")
     with tempfile.TemporaryDirectory() as tmp:
         plots.gate_heatmap(rows, Path(tmp) / "gates.png")
         tracking.log_folder(client, run_id, tmp, "sparsity")
-    if not cfg.tracking.log_model:
-        return
-    tracking.log_model(client, run_id, module.net)
-    final = plain(module.net)
-    if cfg.pruning.granularity == "structured":
-        final = compact(module.net)
-        tracking.log_model(client, run_id, final, "compacted_model")
-        tracking.log_metrics(
-            client,
-            run_id,
-            {"compacted_params": sum(p.numel() for p in final.parameters()), "compacted_bytes": state_bytes(final)},
-        )
+    structured = cfg.pruning.granularity == "structured"
+    final = compact(module.net) if structured else plain(module.net)
+    if cfg.tracking.log_model:
+        tracking.log_model(client, run_id, module.net)
+        if structured:
+            tracking.log_model(client, run_id, final, "compacted_model")
+    if structured:
+        size = {"compacted_params": sum(p.numel() for p in final.parameters()), "compacted_bytes": state_bytes(final)}
+        tracking.log_metrics(client, run_id, size)
     if cfg.pruning.quantize:
         small, metric = quantize(final), module.metric
         tracking.log_metrics(

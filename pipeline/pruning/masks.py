@@ -28,12 +28,17 @@ def attach(model: nn.Module, names: Iterable[str]) -> None:
 
 def read(model: nn.Module) -> Masks:
     """The model's masks, keyed by the name of the parameter each one prunes."""
+    return {name: keep for name, _, keep in _pairs(model)}
+
+
+def _pairs(model: nn.Module) -> list[tuple[str, nn.Parameter, Tensor]]:
+    # One walk over parameters and buffers: apply and mask_grads run after every optimizer step.
     params = dict(model.named_parameters())
-    return {
-        name[: -len(SUFFIX)]: buf
+    return [
+        (name[: -len(SUFFIX)], params[name[: -len(SUFFIX)]], buf)
         for name, buf in model.named_buffers()
         if name.endswith(SUFFIX) and name[: -len(SUFFIX)] in params
-    }
+    ]
 
 
 def update(model: nn.Module, new: Mapping[str, Tensor]) -> None:
@@ -47,17 +52,15 @@ def update(model: nn.Module, new: Mapping[str, Tensor]) -> None:
 @torch.no_grad()
 def apply(model: nn.Module) -> None:
     """Multiply every mask into its weight, in place (keeps cuDNN's flat weight buffer intact)."""
-    params = dict(model.named_parameters())
-    for name, keep in read(model).items():
-        params[name].mul_(keep)
+    for _, param, keep in _pairs(model):
+        param.mul_(keep)
 
 
 def mask_grads(model: nn.Module) -> None:
     """Zero the gradients of pruned weights, so optimizer state never sees them."""
-    params = dict(model.named_parameters())
-    for name, keep in read(model).items():
-        if params[name].grad is not None:
-            params[name].grad.mul_(keep)
+    for _, param, keep in _pairs(model):
+        if param.grad is not None:
+            param.grad.mul_(keep)
 
 
 def fold(model: nn.Module) -> dict[str, Tensor]:
