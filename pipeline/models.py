@@ -1,36 +1,29 @@
 """The model: a recurrent backbone (rnn | lstm | gru) with a task head, and its LightningModule.
 
-`RNNNet` is a plain, scriptable nn.Module (what gets exported); `RNNModule` adds the loss, the metric
+`RNNNet` is a plain, scriptable nn.Module (what gets exported); `RNNModule` adds the loss, the metrics
 and the optimizer. Neither knows anything of MLflow, Optuna or pruning: a pruning callback is handed in
 and carried by the module through `configure_callbacks`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from pipeline.metrics import METRICS, Scoring, mean_loss
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
-def accuracy(logits: Tensor, target: Tensor) -> Tensor:
-    """Number of examples whose highest logit is the target class."""
-    return (logits.argmax(-1) == target).sum()
-
-
-# Each metric returns its sum over a batch; `evaluate` divides by the number of examples, so equal
-# results compare equal (a mean of float32 batch means would differ in the last digits).
-METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"accuracy": accuracy}
-
-
 class RNNNet(nn.Module):
-    """Recurrent layers over packed sequences; a linear head on the last layer's final states.
+    """Recurrent layers over packed sequences; a linear head on the last layer's final states, or with
+    `per_step` on every step's output (language modelling). With `vocab_size` the inputs are token ids,
+    embedded into `input_size` features.
 
     Each layer is its own single-layer `nn.RNN`/`nn.LSTM`/`nn.GRU`, so a compacted network can keep a
     different number of hidden units per layer (`hidden_size` may be a list, one entry per layer).
@@ -45,6 +38,8 @@ class RNNNet(nn.Module):
         bidirectional: bool = True,
         dropout: float = 0.0,
         num_outputs: int = 9,
+        vocab_size: int = 0,
+        per_step: bool = False,
     ) -> None:
         super().__init__()
         self.config = {  # the constructor arguments: enough to rebuild this network anywhere
@@ -55,9 +50,12 @@ class RNNNet(nn.Module):
             "bidirectional": bidirectional,
             "dropout": dropout,
             "num_outputs": num_outputs,
+            "vocab_size": vocab_size,
+            "per_step": per_step,
         }
         sizes = list(hidden_size) if isinstance(hidden_size, list | tuple) else [hidden_size] * num_layers
-        self.cell, self.directions = cell, 2 if bidirectional else 1
+        self.cell, self.directions, self.per_step = cell, 2 if bidirectional else 1, per_step
+        self.embed = nn.Embedding(vocab_size, input_size) if vocab_size else None
         inputs = [input_size] + [self.directions * h for h in sizes[:-1]]
         self.layers = nn.ModuleList(
             CELLS[cell](i, h, batch_first=True, bidirectional=bidirectional) for i, h in zip(inputs, sizes, strict=True)
@@ -66,7 +64,10 @@ class RNNNet(nn.Module):
         self.head = nn.Linear(self.directions * sizes[-1], num_outputs)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        """(B, T, C) padded inputs and (B,) lengths -> (B, num_outputs) logits."""
+        """(B, T, C) padded inputs, or (B, T) token ids, and (B,) lengths -> (B, num_outputs) outputs,
+        or with `per_step` (B, T, num_outputs)."""
+        if self.embed is not None:
+            x = self.embed(x)  # (B, T) -> (B, T, C)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         for i, layer in enumerate(self.layers):
             if i > 0:  # dropout between layers, on the packed steps only
@@ -77,6 +78,8 @@ class RNNNet(nn.Module):
         # Read the final states off the last layer's outputs rather than its returned state: the same values,
         # and a packed output that is consumed is what lets the ONNX exporter map packing to sequence_lens.
         out, _ = pad_packed_sequence(packed, batch_first=True)  # (B, T, D * H), zeros past each end
+        if self.per_step:
+            return self.head(self.drop(out))  # (B, T, num_outputs)
         index = (lengths.to(out.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
         features = out.gather(1, index).squeeze(1)  # (B, D * H) at each sequence's last step
         if self.directions == 2:  # the reverse direction ends at t = 0
@@ -85,23 +88,8 @@ class RNNNet(nn.Module):
         return self.head(self.drop(features))
 
 
-@torch.no_grad()
-def evaluate(net: nn.Module, loader: Iterable[tuple[Tensor, Tensor, Tensor]], metric: str) -> dict[str, float]:
-    """Loss and metric of `net` over a whole loader, weighted by batch size; restores the training mode."""
-    was_training, total, loss, score = net.training, 0, 0.0, 0.0
-    device = next(net.parameters(), torch.empty(0)).device  # a quantized net may hold no Parameters
-    net.eval()
-    for x, lengths, y in loader:
-        logits, y = net(x.to(device), lengths), y.to(device)
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        score += float(METRICS[metric](logits, y))
-        total += len(y)
-    net.train(was_training)
-    return {"loss": loss / total, metric: score / total}
-
-
 class RNNModule(pl.LightningModule):
-    """Trains an RNNNet on one task: cross-entropy loss, the task's metric, AdamW."""
+    """Trains an RNNNet on one task with AdamW: the task's loss, and its metrics (the first is its quality)."""
 
     def __init__(
         self,
@@ -112,8 +100,11 @@ class RNNModule(pl.LightningModule):
         bidirectional: bool = True,
         dropout: float = 0.0,
         num_outputs: int = 9,
-        metric: str = "accuracy",
-        direction: str = "max",
+        vocab_size: int = 0,
+        per_step: bool = False,
+        loss: str = "cross_entropy",
+        metrics: Sequence[str] = ("accuracy",),
+        scale: Sequence[float] | None = None,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         seed: int = 0,
@@ -121,8 +112,12 @@ class RNNModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["callbacks"])
-        self.net = RNNNet(cell, input_size, hidden_size, num_layers, bidirectional, dropout, num_outputs)
-        self.metric, self.direction, self.extra_callbacks = metric, direction, list(callbacks)
+        self.net = RNNNet(
+            cell, input_size, hidden_size, num_layers, bidirectional, dropout, num_outputs, vocab_size, per_step
+        )
+        self.scoring = Scoring(loss, tuple(metrics), None if scale is None else tuple(scale))
+        self.metric, self.extra_callbacks = metrics[0], list(callbacks)
+        self.direction = METRICS[self.metric].direction
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         return self.net(x, lengths)
@@ -130,7 +125,7 @@ class RNNModule(pl.LightningModule):
     def loss(self, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         """The training loss of one batch (also used to score weights by their gradients)."""
         x, lengths, y = batch
-        return F.cross_entropy(self(x, lengths), y)
+        return mean_loss(self.scoring.loss, self(x, lengths), y)
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self.loss(batch)
@@ -152,5 +147,5 @@ class RNNModule(pl.LightningModule):
         return self.extra_callbacks
 
     def evaluate(self, loader: Iterable[tuple[Tensor, Tensor, Tensor]]) -> dict[str, float]:
-        """Loss and metric of the network over a whole loader."""
-        return evaluate(self.net, loader, self.metric)
+        """Loss and every metric of the network over a whole loader."""
+        return self.scoring.evaluate(self.net, loader)

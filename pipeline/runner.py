@@ -21,9 +21,9 @@ from torch import nn
 
 from pipeline import plots, tracking
 from pipeline.config import Config
-from pipeline.data import TASKS
+from pipeline.data import TASKS, TaskSpec
 from pipeline.errors import ConfigError
-from pipeline.models import RNNModule, RNNNet, evaluate
+from pipeline.models import RNNModule, RNNNet
 from pipeline.pruning import masks
 from pipeline.pruning.callback import PruningCallback
 from pipeline.pruning.compact import compact
@@ -42,23 +42,27 @@ def pruning_callback(cfg: Config, rounds: int, steps_per_epoch: int) -> PruningC
     )
 
 
+def check_data(cfg: Config) -> TaskSpec:
+    """Read the task's data once, so that data which cannot be used fails before any run is opened."""
+    return TASKS[cfg.task.name].build(cfg.task, cfg.train.seed).spec
+
+
 def build(cfg: Config, rounds: int) -> tuple[pl.LightningDataModule, RNNModule, PruningCallback]:
     """The datamodule, and the module carrying its pruning callback."""
-    data = TASKS[cfg.task.name](
-        dataset=cfg.task.dataset,
-        val_fraction=cfg.task.val_fraction,
-        batch_size=cfg.task.batch_size,
-        seed=cfg.train.seed,
-    )
+    data = TASKS[cfg.task.name].build(cfg.task, cfg.train.seed)
     spec = data.spec
     callback = pruning_callback(cfg, rounds, steps_per_epoch=len(data.train_dataloader()))
     pl.seed_everything(cfg.train.seed, verbose=False)
+    model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "embedding_dim"}
     module = RNNModule(
-        **dataclasses.asdict(cfg.model),
-        input_size=spec.input_size,
+        **model,
+        input_size=cfg.model.embedding_dim if spec.tokens else spec.input_size,
         num_outputs=spec.num_outputs,
-        metric=spec.metric,
-        direction=spec.direction,
+        vocab_size=spec.input_size if spec.tokens else 0,
+        per_step=spec.per_step,
+        loss=spec.loss,
+        metrics=list(spec.metrics),
+        scale=None if spec.scale is None else list(spec.scale),
         lr=cfg.train.lr,
         weight_decay=cfg.train.weight_decay,
         seed=cfg.train.seed,
@@ -107,6 +111,8 @@ def run(
     with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.tracking.run_name, tags, parent) as logger:
         if started:
             started(logger.run_id)
+        if data.spec.baseline:  # a reference method's figures on the same splits, e.g. seasonal naive
+            tracking.log_metrics(logger.client, logger.run_id, data.spec.baseline)
         trainer = pl.Trainer(
             max_epochs=callback.total_epochs,
             max_steps=callback.total_steps,
@@ -166,8 +172,8 @@ def log_result(
             {
                 "float_bytes": state_bytes(final),
                 "quantized_bytes": state_bytes(small),
-                f"quantized_val_{metric}": evaluate(small, data.val_dataloader(), metric)[metric],
-                f"quantized_test_{metric}": evaluate(small, data.test_dataloader(), metric)[metric],
+                f"quantized_val_{metric}": module.scoring.evaluate(small, data.val_dataloader())[metric],
+                f"quantized_test_{metric}": module.scoring.evaluate(small, data.test_dataloader())[metric],
             },
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pipeline.config import TaskConfig
 from pipeline.data.speech import SpeechData
 from pipeline.models import CELLS, RNNNet
 
@@ -24,7 +25,7 @@ def test_padding_does_not_reach_the_recurrence(cell: str, layers: int, bidirecti
 
 
 def test_speech_split_is_stratified_disjoint_and_standardised_on_train_only() -> None:
-    data = SpeechData(val_fraction=0.2, seed=3)
+    data = SpeechData(TaskConfig(val_fraction=0.2), seed=3)
     splits = data.splits
     assert len(splits["train"]) + len(splits["val"]) == 270 and len(splits["test"]) == 370
     assert data.spec.input_size == 12 and data.spec.num_outputs == 9 and data.spec.metric == "accuracy"
@@ -36,14 +37,14 @@ def test_speech_split_is_stratified_disjoint_and_standardised_on_train_only() ->
     assert torch.allclose(steps.std(0, unbiased=False), torch.ones(12), atol=1e-3)
     lengths = {len(x) for x, _ in splits["test"]}
     assert min(lengths) < max(lengths)  # variable length kept
-    again = SpeechData(val_fraction=0.2, seed=3).splits
+    again = SpeechData(TaskConfig(val_fraction=0.2), seed=3).splits
     assert torch.equal(torch.stack([y for _, y in again["val"]]), val_labels)
-    other = SpeechData(val_fraction=0.2, seed=4).splits
+    other = SpeechData(TaskConfig(val_fraction=0.2), seed=4).splits
     assert not torch.equal(torch.stack([y for _, y in other["train"]]), train_labels)
 
 
 def test_shuffle_depends_only_on_seed_and_epoch() -> None:
-    loader = SpeechData(seed=1).train_dataloader()
+    loader = SpeechData(TaskConfig(), seed=1).train_dataloader()
     loader.sampler.set_epoch(5)
     first = list(loader.sampler)
     loader.sampler.set_epoch(6)

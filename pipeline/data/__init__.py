@@ -1,29 +1,61 @@
-"""Tasks: each family gives a LightningDataModule that also describes itself with a TaskSpec."""
+"""Tasks: each family gives a LightningDataModule that also describes itself with a TaskSpec.
+
+A family's module is imported only when it is used (aeon, statsmodels and mnist1d are slow to import).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import lightning.pytorch as pl
+
+from pipeline.metrics import METRICS
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """What a model needs to know about its task: shapes, and which metric says how good it is."""
+    """What a model needs to know about its task: shapes, loss, and which metrics say how good it is."""
 
-    input_size: int
-    num_outputs: int
-    metric: str  # logged as val_<metric> and test_<metric>
-    direction: str  # "max" or "min": which way the metric improves
+    input_size: int  # channels per step, or with `tokens` the vocabulary size
+    num_outputs: int  # per example, or with `per_step` per time step
+    loss: str = "cross_entropy"
+    metrics: Sequence[str] = ("accuracy",)  # logged as val_<m> and test_<m>; the first is the quality
+    tokens: bool = False  # inputs are token ids (embedded by the model)
+    per_step: bool = False  # one prediction per time step instead of one per sequence
+    scale: Sequence[float] | None = None  # standardised targets * scale = targets in their own units
+    baseline: Mapping[str, float] = field(default_factory=dict)  # a reference method's figures, logged beside
+
+    @property
+    def metric(self) -> str:
+        """The quality metric."""
+        return self.metrics[0]
+
+    @property
+    def direction(self) -> str:
+        """Which way the quality improves: "max" or "min"."""
+        return METRICS[self.metric].direction
 
 
-def _speech(**kwargs) -> pl.LightningDataModule:
-    from pipeline.data.speech import SpeechData
+@dataclass(frozen=True)
+class Task:
+    """A task family: where its datamodule lives, and what it asks of the model."""
 
-    return SpeechData(**kwargs)
+    datamodule: str  # "module:Class", built with (the task config, the seed)
+    causal: bool = False  # predicts the next step: a backward direction would read the answer
+    ordered: bool = False  # val and test are the last shares of one series or text (task.*_fraction)
+
+    def build(self, task: Any, seed: int) -> pl.LightningDataModule:
+        """The family's datamodule for a `task` config section."""
+        module, _, name = self.datamodule.partition(":")
+        return getattr(importlib.import_module(module), name)(task, seed)
 
 
-TASKS: dict[str, Callable[..., pl.LightningDataModule]] = {
-    "speech": _speech,
+TASKS: dict[str, Task] = {
+    "speech": Task("pipeline.data.speech:SpeechData"),
+    "mnist1d": Task("pipeline.data.mnist1d:MNIST1DData"),
+    "forecast": Task("pipeline.data.forecast:ForecastData", ordered=True),
+    "language": Task("pipeline.data.language:LanguageData", causal=True, ordered=True),
 }

@@ -9,12 +9,17 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Sampler
 
+from pipeline.metrics import IGNORE
+
 
 def pad_collate(batch: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
-    """Stack (sequence (T_i, C), target) pairs into padded (B, T, C), lengths (B,) and targets."""
+    """Stack (sequence (T_i, C) or token ids (T_i,), target) pairs into padded inputs (B, T[, C]), lengths
+    (B,) and targets: one per example (B, ...), or per step (B, T) padded with IGNORE."""
     sequences, targets = zip(*batch, strict=True)
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    return pad_sequence(list(sequences), batch_first=True), lengths, torch.stack(list(targets))
+    per_step = targets[0].dim() == 1 and not targets[0].is_floating_point()
+    y = pad_sequence(list(targets), batch_first=True, padding_value=IGNORE) if per_step else torch.stack(targets)
+    return pad_sequence(list(sequences), batch_first=True), lengths, y
 
 
 class EpochShuffle(Sampler[int]):

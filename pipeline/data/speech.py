@@ -1,51 +1,77 @@
-"""Speech / sequence classification on UEA/UCR sets that aeon ships (default: JapaneseVowels).
+"""Speech / sequence classification on the UEA/UCR sets that aeon ships (default: JapaneseVowels).
 
-The official train/test split is kept; validation is a stratified, seeded share of train; channels are
-standardised with statistics of the training share only; sequences keep their own lengths.
+Uni- or multivariate, equal or variable length. `task.path` may name a folder holding a set of one's own
+as `<dataset>_TRAIN.ts` and `<dataset>_TEST.ts`. The official train/test split is kept; validation is a
+stratified, seeded share of train; channels are standardised with statistics of the training share only;
+sequences keep their own lengths.
 """
 
 from __future__ import annotations
 
-from functools import cached_property
+from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
-from torch import Tensor
-from torch.utils.data import DataLoader
 
 from pipeline.data import TaskSpec
-from pipeline.data.batching import EpochShuffle, pad_collate
+from pipeline.data.base import Split, SplitData
+from pipeline.errors import DataError
 
-Split = list[tuple[Tensor, Tensor]]
+
+def shipped() -> list[str]:
+    """The classification sets aeon ships (those whose training file declares class labels)."""
+    from aeon import datasets
+
+    root = Path(datasets.__file__).parent / "data"
+    return sorted(
+        f.name[: -len("_TRAIN.ts")]
+        for f in root.glob("*/*_TRAIN.ts")
+        if f.with_name(f.name.replace("_TRAIN", "_TEST")).is_file() and _labelled(f)
+    )
 
 
-def load_aeon(name: str, split: str) -> tuple[list[np.ndarray], np.ndarray]:
+def _labelled(path: Path) -> bool:
+    with path.open(errors="replace") as lines:
+        header = [line.lower() for line, _ in zip(lines, range(200), strict=False) if line.startswith("@")]
+    return any(line.startswith("@classlabel true") for line in header)
+
+
+def load_aeon(name: str, split: str, folder: str | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """A UEA/UCR classification split as a list of (channels, length) arrays and string labels."""
     from aeon.datasets import load_classification
 
-    X, y = load_classification(name, split=split)
-    return [np.asarray(x, dtype=np.float32) for x in X], np.asarray(y).astype(str)
+    if folder is None and name not in shipped():
+        raise DataError(f"task.dataset={name}: not a classification set aeon ships; available: {', '.join(shipped())}")
+    if folder is not None and not (Path(folder) / f"{name}_{split.upper()}.ts").is_file():
+        raise DataError(f"task.path={folder}: no {name}_{split.upper()}.ts there (set task.dataset to its prefix)")
+    try:
+        X, y = load_classification(name, split=split, extract_path=folder)
+    except Exception as err:  # aeon's parser errors are long; one line names the file
+        cause = " ".join(str(err).split())[:200]
+        raise DataError(f"task.dataset={name}: cannot read its {split} split ({cause})") from None
+    X = [np.asarray(x, dtype=np.float32) for x in X]
+    if not all(np.isfinite(x).all() for x in X):
+        raise DataError(f"task.dataset={name}: the {split} split has missing values; fill them in first")
+    return X, np.asarray(y).astype(str)
 
 
-class SpeechData(pl.LightningDataModule):
-    """Train/val/test loaders of (padded sequences, lengths, class index)."""
+class SpeechData(SplitData):
+    """Padded sequences (B, T, C), lengths and class indices."""
 
-    def __init__(
-        self, dataset: str = "JapaneseVowels", val_fraction: float = 0.2, batch_size: int = 32, seed: int = 0
-    ) -> None:
-        super().__init__()
-        self.dataset, self.val_fraction, self.batch_size, self.seed = dataset, val_fraction, batch_size, seed
-
-    @cached_property
-    def splits(self) -> dict[str, Split]:
-        X_train, y_train = load_aeon(self.dataset, "train")
-        X_test, y_test = load_aeon(self.dataset, "test")
+    def load(self) -> dict[str, Split]:
+        name, folder = self.task.dataset, self.task.path
+        X_train, y_train = load_aeon(name, "train", folder)
+        X_test, y_test = load_aeon(name, "test", folder)
         classes = {c: i for i, c in enumerate(sorted(set(y_train)))}
-        idx_train, idx_val = train_test_split(
-            np.arange(len(X_train)), test_size=self.val_fraction, stratify=y_train, random_state=self.seed
-        )
+        if unknown := sorted(set(y_test) - set(classes)):
+            raise DataError(f"task.dataset={name}: test labels {unknown[:5]} never occur in train")
+        try:
+            idx_train, idx_val = train_test_split(
+                np.arange(len(X_train)), test_size=self.task.val_fraction, stratify=y_train, random_state=self.seed
+            )
+        except ValueError as err:
+            raise DataError(f"task.val_fraction={self.task.val_fraction}: cannot split {name} ({err})") from None
         fit = np.concatenate([X_train[i] for i in idx_train], axis=1)  # (C, total time steps)
         mean, std = fit.mean(axis=1, keepdims=True), fit.std(axis=1, keepdims=True) + 1e-8
 
@@ -61,15 +87,5 @@ class SpeechData(pl.LightningDataModule):
     @property
     def spec(self) -> TaskSpec:
         x, _ = self.splits["train"][0]
-        n_classes = len({int(y) for _, y in self.splits["train"]})
-        return TaskSpec(input_size=x.shape[1], num_outputs=n_classes, metric="accuracy", direction="max")
-
-    def train_dataloader(self) -> DataLoader:
-        data = self.splits["train"]
-        return DataLoader(data, self.batch_size, sampler=EpochShuffle(len(data), self.seed), collate_fn=pad_collate)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["val"], self.batch_size, collate_fn=pad_collate)
-
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["test"], self.batch_size, collate_fn=pad_collate)
+        n_classes = 1 + max(int(y) for split in self.splits.values() for _, y in split)
+        return TaskSpec(input_size=x.shape[1], num_outputs=n_classes)

@@ -47,6 +47,7 @@ class PruningCallback(pl.Callback):
         retrain_epochs: int = 5,
         retrain_steps: int | None = None,
         include_head: bool = True,
+        include_embedding: bool = False,
         grad_batches: int = 8,
         tolerance: float | None = None,
         rewind: int | None = None,
@@ -64,7 +65,7 @@ class PruningCallback(pl.Callback):
             raise ValueError("retrain_steps needs steps_per_epoch, the optimizer steps of one epoch")
         self.retrain_steps, self.steps_per_epoch = retrain_steps, steps_per_epoch
         # A unit's outgoing columns in the head belong to its group, so structured pruning masks the head.
-        self.include_head = include_head or self.structured
+        self.include_head, self.include_embedding = include_head or self.structured, include_embedding
         self.grad_batches, self.tolerance, self.rewind = grad_batches, tolerance, rewind
         self.l1, self.group_lasso, self.seed = l1, group_lasso, seed
         self.pruned = 0  # rounds whose pruning step has run
@@ -105,7 +106,7 @@ class PruningCallback(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # Before any checkpoint is restored, so saved masks load into matching buffers.
-        masks.attach(pl_module, prunable(pl_module, self.include_head))
+        masks.attach(pl_module, prunable(pl_module, self.include_head, self.include_embedding))
         self.slots = unit_slots(pl_module) if self.group_lasso else []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -197,13 +198,12 @@ class PruningCallback(pl.Callback):
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, r: int) -> None:
         """Measure round r on the validation and test splits and log it with step = r."""
         metric, data, current = pl_module.metric, trainer.datamodule, masks.read(pl_module)
-        record = {
-            "sparsity": masks.sparsity(current),
-            f"val_{metric}": pl_module.evaluate(data.val_dataloader())[metric],
-            f"test_{metric}": pl_module.evaluate(data.test_dataloader())[metric],
-            "nonzero_params": float(masks.nonzero_params(pl_module)),
-            "model_bytes": float(masks.model_bytes(pl_module)),
-        }
+        record = {"sparsity": masks.sparsity(current)}
+        for split, loader in (("val", data.val_dataloader()), ("test", data.test_dataloader())):
+            scores = pl_module.evaluate(loader)
+            record.update({f"{split}_{name}": scores[name] for name in pl_module.scoring.metrics})
+        record["nonzero_params"] = float(masks.nonzero_params(pl_module))
+        record["model_bytes"] = float(masks.model_bytes(pl_module))
         if self.structured:
             record["hidden_units"] = float(hidden_units(pl_module, current))
         self.history.append({"round": r, "epoch": trainer.current_epoch, "step": trainer.global_step, **record})

@@ -46,7 +46,9 @@ def compact(net: nn.Module) -> nn.Module:
     keep, state = kept_units(net), masks.fold(net)
     config = {**net.config, "hidden_size": [len(k[0]) for k in keep], "num_layers": len(keep)}
     small = type(net)(**config)
-    new_state, previous = {}, None
+    # what hidden units do not touch (an input embedding) is kept as it is
+    new_state = {k: v for k, v in state.items() if not k.startswith(("layers.", "head."))}
+    previous = None
     for i, (layer, directions) in enumerate(zip(net.layers, keep, strict=True)):
         gates = layer.weight_ih_l0.shape[0] // layer.hidden_size
         for d, units in enumerate(directions):

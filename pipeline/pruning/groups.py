@@ -25,14 +25,19 @@ from pipeline.pruning.gates import GATES
 RECURRENT_WEIGHT = re.compile(r"weight_(ih|hh)_l\d+(_reverse)?$")
 
 
-def prunable(model: nn.Module, include_head: bool = True, head: str = "head") -> list[str]:
-    """Names of the prunable parameters: recurrent weight matrices, plus the head's Linear weight."""
+def prunable(
+    model: nn.Module, include_head: bool = True, include_embedding: bool = False, head: str = "head"
+) -> list[str]:
+    """Names of the prunable parameters: recurrent weight matrices, plus the head's Linear weight and an
+    input embedding's weight if asked for."""
     names = []
     for module_name, module in model.named_modules():
         prefix = f"{module_name}." if module_name else ""
         if isinstance(module, nn.RNNBase):
             names += [prefix + p for p, _ in module.named_parameters(recurse=False) if RECURRENT_WEIGHT.match(p)]
-        elif include_head and isinstance(module, nn.Linear) and module_name.split(".")[-1] == head:
+        elif (include_head and isinstance(module, nn.Linear) and module_name.split(".")[-1] == head) or (
+            include_embedding and isinstance(module, nn.Embedding)
+        ):
             names.append(prefix + "weight")
     return names
 
