@@ -1,7 +1,8 @@
 """Typed configuration: the single source of truth for every option, loaded and validated up front.
 
 Precedence, lowest first: dataclass defaults < `conf/config.yaml` (which selects one file per group,
-e.g. `conf/model/lstm.yaml`) < `--config FILE` < `key=value` overrides. `group=name` on the command
+e.g. `conf/model/lstm.yaml`; a group file may also set keys of other groups it needs, which win over
+those groups' files) < `--config FILE` < `key=value` overrides. `group=name` on the command
 line selects another group file (`model=gru`). Every value is checked before any work starts; a bad
 one raises `ConfigError` with one line naming the key, the value and what is allowed.
 """
@@ -32,9 +33,22 @@ GROUPS = ("task", "model", "train", "pruning", "tracking", "search")
 @dataclass
 class TaskConfig:
     name: str = opt("speech", "task family", one_of("pipeline.data:TASKS"))
-    dataset: str = opt("JapaneseVowels", "dataset of the task (speech: a UEA/UCR set shipped by aeon)")
-    val_fraction: float = opt(0.2, "share of the training split held out for validation", in_open_unit)
+    dataset: str = opt(
+        "JapaneseVowels", "built-in data: a UEA/UCR set aeon ships (speech), co2|sunspots (forecast), pydoc (language)"
+    )
+    path: str | None = opt(None, "your own data: a CSV (forecast), a UTF-8 text (language), a .ts folder (speech)")
+    time_column: str | None = opt(None, "forecast: the CSV column that orders the rows (default: file order)")
+    target: str | None = opt(None, "forecast: target column(s), comma-separated (default: every numeric column)")
+    features: str | None = opt(None, "forecast: extra input column(s), comma-separated")
+    window: int = opt(52, "forecast: past steps per input; language: characters per sequence", at_least(1))
+    horizon: int = opt(4, "forecast: steps ahead to predict", at_least(1))
+    season: int = opt(52, "forecast: period of the seasonal-naive baseline, in steps", at_least(1))
+    val_fraction: float = opt(
+        0.2, "share held out for validation (of train; forecast, language: of the data)", in_open_unit
+    )
+    test_fraction: float = opt(0.15, "forecast, language: the last share of the data, for testing", in_open_unit)
     batch_size: int = opt(32, "examples per batch", at_least(1))
+    cache_dir: str | None = opt(None, "mnist1d: where generated data is kept (default: ~/.cache/rnn-pruning)")
 
 
 @dataclass
@@ -44,6 +58,7 @@ class ModelConfig:
     num_layers: int = opt(1, "stacked recurrent layers", at_least(1))
     bidirectional: bool = opt(True, "read the sequence in both directions")
     dropout: float = opt(0.0, "dropout between recurrent layers and before the head", in_unit_interval)
+    embedding_dim: int = opt(32, "language: width of the character embedding", at_least(1))
 
 
 @dataclass
@@ -76,6 +91,7 @@ class PruningConfig:
     retrain_epochs: int = opt(10, "training epochs after each pruning step", at_least(1))
     retrain_steps: int | None = opt(None, "if set, rounds last this many optimizer steps instead", at_least(1))
     include_head: bool = opt(True, "prune the head's weight too (structured pruning always cuts its columns)")
+    include_embedding: bool = opt(False, "language: prune the character embedding's weight too")
     grad_batches: int = opt(8, "training batches whose gradients score weights (taylor, gradient)", at_least(1))
     tolerance: float | None = opt(None, "stop once val quality falls more than this below dense", at_least(0.0))
     rewind: int | None = opt(None, "lottery ticket: reset survivors to their weights at this epoch", at_least(0))
@@ -135,6 +151,18 @@ class Config:
 
     def check(self) -> Config:
         """Rules between keys of different groups."""
+        from pipeline.data import TASKS  # the registry is light; its families' data is imported when used
+
+        if TASKS[self.task.name].causal and self.model.bidirectional:
+            raise ConfigError(
+                f"model.bidirectional=true: task {self.task.name} predicts the next step, which a backward "
+                "direction would read; set model.bidirectional=false"
+            )
+        if TASKS[self.task.name].ordered and self.task.val_fraction + self.task.test_fraction >= 1:
+            raise ConfigError(
+                f"task.val_fraction={self.task.val_fraction}, task.test_fraction={self.task.test_fraction}: "
+                "together they must leave a share of the data for training"
+            )
         if self.train.epochs == 0 and not self.train.init_from:
             raise ConfigError("train.epochs=0: needs train.init_from, a trained model to start from")
         if self.pruning.rewind is not None and self.pruning.rewind > self.train.epochs:
@@ -157,9 +185,14 @@ def load(overrides: Iterable[str] = (), config_file: str | Path | None = None, c
     pairs = [_split(item) for item in overrides]
     base = _read_yaml(conf_dir / "config.yaml") if (conf_dir / "config.yaml").exists() else {}
     selected = {**base.pop("defaults", {}), **{k: v for k, v in pairs if k in GROUPS}}
-    cfg = Config()
+    cfg, needs = Config(), []
     for group, name in selected.items():
-        _apply(cfg, {group: _group_file(conf_dir, group, name)}, source=f"{group}={name}")
+        values = _group_file(conf_dir, group, name)
+        # A group file may also set keys of other groups that it needs (language: a one-way model).
+        needs += [({key: values.pop(key)}, f"{group}={name}") for key in list(values) if key in GROUPS]
+        _apply(cfg, {group: values}, source=f"{group}={name}")
+    for tree, source in needs:
+        _apply(cfg, tree, source)
     _apply(cfg, base, source=str(conf_dir / "config.yaml"))
     if config_file is not None:
         _apply(cfg, _read_yaml(Path(config_file)), source=str(config_file))

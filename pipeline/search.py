@@ -112,7 +112,8 @@ def run(cfg: Config) -> pd.DataFrame:
     The dense model is trained once per study (a later command on the same study reuses it), and the
     study is created here, before any worker starts, so workers never race to create its schema.
     """
-    storage(cfg)  # an unreachable study store fails here, before any run is opened
+    runner.check_data(cfg)  # data that cannot be used fails here, before any run is opened
+    storage(cfg)  # and so does an unreachable study store
     uri = tracking.tracking_uri(cfg.tracking.uri)
     tags = {"pipeline.command": "search"}
     with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.search.study, tags) as parent:
