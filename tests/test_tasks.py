@@ -235,3 +235,21 @@ def test_bad_data_is_one_line_exit_2_and_no_run(tmp_path: Path, monkeypatch, cap
             err = capsys.readouterr().err
             assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
     assert not store.exists()  # every one failed before a run was opened
+
+
+def test_a_search_on_a_lower_is_better_task_orients_its_front(tiny, files, tmp_path: Path, monkeypatch) -> None:
+    from pipeline import search
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny(*task_overrides("forecast", files), "search.n_trials=4", "search.study=fc")
+    table = search.run(cfg)
+    client = MlflowClient(cfg.tracking.uri)
+    trials = client.search_runs(["1"], filter_string="tags.`pipeline.role` = 'trial'")
+    points = {r.info.run_id: (r.data.metrics["val_rmse"], r.data.metrics["sparsity"]) for r in trials}
+
+    def beaten(p: tuple[float, float]) -> bool:  # lower rmse and higher sparsity are better
+        return any(q[0] <= p[0] and q[1] >= p[1] and q != p for q in points.values())
+
+    expected = {rid for rid, p in points.items() if not beaten(p)}
+    assert len(points) == 4 and set(table.loc[table["pareto"], "run_id"]) == expected
+    assert {r.info.run_id for r in trials if r.data.tags["pareto"] == "true"} == expected
