@@ -253,3 +253,22 @@ def test_a_search_on_a_lower_is_better_task_orients_its_front(tiny, files, tmp_p
     expected = {rid for rid, p in points.items() if not beaten(p)}
     assert len(points) == 4 and set(table.loc[table["pareto"], "run_id"]) == expected
     assert {r.info.run_id for r in trials if r.data.tags["pareto"] == "true"} == expected
+
+
+def test_structured_language_model_compacts_to_the_same_per_step_outputs(tiny, files) -> None:
+    cfg = tiny(
+        *task_overrides("language", files),
+        "model.num_layers=2",
+        "pruning.granularity=structured",
+        "pruning.scope=local",
+        "pruning.amount=0.5",
+        "pruning.include_embedding=true",
+    )
+    result = runner.run(cfg, "prune")
+    net = load_model(result.run_id, cfg.tracking.uri).eval()
+    small = load_model(result.run_id, cfg.tracking.uri, "compacted_model").eval()
+    assert "embed.weight" in dict(net.named_parameters()) and small.config["hidden_size"] == [4, 4]
+    data = TASKS["language"].build(cfg.task, cfg.train.seed)
+    with torch.no_grad():
+        for x, lengths, _ in data.test_dataloader():
+            assert torch.allclose(small(x, lengths), net(x, lengths), atol=1e-5)
