@@ -8,11 +8,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import lightning.pytorch as pl
 
 from pipeline.metrics import METRICS
+
+if TYPE_CHECKING:
+    from pipeline.config import TaskConfig
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Task:
     causal: bool = False  # predicts the next step: a backward direction would read the answer
     ordered: bool = False  # val and test are the last shares of one series or text (task.*_fraction)
 
-    def build(self, task: Any, seed: int) -> pl.LightningDataModule:
+    def build(self, task: TaskConfig, seed: int) -> pl.LightningDataModule:
         """The family's datamodule for a `task` config section."""
         module, _, name = self.datamodule.partition(":")
         return getattr(importlib.import_module(module), name)(task, seed)

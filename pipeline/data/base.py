@@ -7,7 +7,7 @@ shuffle and the caching of the splits are here.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING
 
 import lightning.pytorch as pl
 from torch import Tensor
@@ -16,13 +16,16 @@ from torch.utils.data import DataLoader
 from pipeline.data import TaskSpec
 from pipeline.data.batching import EpochShuffle, pad_collate
 
+if TYPE_CHECKING:
+    from pipeline.config import TaskConfig
+
 Split = list[tuple[Tensor, Tensor]]
 
 
 class SplitData(pl.LightningDataModule):
     """Train/val/test loaders of (padded inputs, lengths, targets) over splits made once by `load`."""
 
-    def __init__(self, task: Any, seed: int = 0) -> None:
+    def __init__(self, task: TaskConfig, seed: int = 0) -> None:
         super().__init__()
         self.task, self.seed, self.batch_size = task, seed, task.batch_size
 

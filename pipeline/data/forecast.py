@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.config import TaskConfig
 from pipeline.data import TaskSpec
 from pipeline.data.base import Split, SplitData
 from pipeline.errors import DataError
@@ -44,7 +45,7 @@ SERIES: dict[str, tuple[Callable[[], pd.DataFrame], str]] = {  # name -> (loader
 }
 
 
-def read_frame(task) -> tuple[pd.DataFrame, str | None]:
+def read_frame(task: TaskConfig) -> tuple[pd.DataFrame, str | None]:
     """The table and its time column: the user's CSV, or a series that ships with statsmodels."""
     if task.path:
         path = Path(task.path)

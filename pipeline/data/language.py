@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.config import TaskConfig
 from pipeline.data import TaskSpec
 from pipeline.data.base import Split, SplitData
 from pipeline.errors import DataError
@@ -28,7 +29,7 @@ def _pydoc() -> str:
 CORPORA: dict[str, Callable[[], str]] = {"pydoc": _pydoc}
 
 
-def read_text(task) -> str:
+def read_text(task: TaskConfig) -> str:
     """The whole text: the user's UTF-8 file, or a corpus that ships with Python."""
     if not task.path:
         if task.dataset not in CORPORA:
