@@ -8,6 +8,7 @@ pruning the compacted model, and optionally its int8 quantization. Everything la
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -155,6 +156,10 @@ def log_result(
     with tempfile.TemporaryDirectory() as tmp:
         plots.gate_heatmap(rows, Path(tmp) / "gates.png")
         tracking.log_folder(client, run_id, tmp, "sparsity")
+    with tempfile.TemporaryDirectory() as tmp:  # what it takes to feed the model new data
+        task = {"name": cfg.task.name, **dataclasses.asdict(data.spec)}
+        (Path(tmp) / "task.json").write_text(json.dumps(task, indent=2, ensure_ascii=False))
+        tracking.log_folder(client, run_id, tmp)
     structured = cfg.pruning.granularity == "structured"
     final = compact(module.net) if structured else plain(module.net)
     if cfg.tracking.log_model:

@@ -4,6 +4,7 @@ language modelling, a cache for MNIST-1D) and one clear line for every kind of b
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -67,7 +68,7 @@ EXPECTED = {"speech": ("accuracy",), "mnist1d": ("accuracy",), "forecast": ("rms
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_every_task_prunes_and_logs_its_metrics_in_its_direction(name: str, tiny, files) -> None:
+def test_every_task_prunes_and_logs_its_metrics_in_its_direction(name: str, tiny, files, tmp_path: Path) -> None:
     cfg = tiny(*task_overrides(name, files), "pruning.amount=0.8")
     result = runner.run(cfg, "prune")
     assert result.metric == EXPECTED[name][0]
@@ -82,6 +83,12 @@ def test_every_task_prunes_and_logs_its_metrics_in_its_direction(name: str, tiny
     data = TASKS[name].build(cfg.task, cfg.train.seed)
     x, lengths, _ = next(iter(data.val_dataloader()))
     assert net(x, lengths).shape[-1] == data.spec.num_outputs
+    task = json.loads(Path(client.download_artifacts(result.run_id, "task.json", str(tmp_path))).read_text())
+    assert task["name"] == name and task["metrics"] == list(EXPECTED[name])
+    if name in ("speech", "language"):  # what it takes to encode new data for the logged model
+        assert len(task["encoding"]["classes" if name == "speech" else "vocabulary"]) + (name == "language") == (
+            data.spec.num_outputs
+        )
     if name == "forecast":  # the baselines sit beside the model's figures
         logged = client.get_run(result.run_id).data.metrics
         assert {"seasonal_naive_test_rmse", "naive_test_rmse", "naive_val_mae"} <= set(logged)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 
@@ -30,6 +30,7 @@ class TaskSpec:
     per_step: bool = False  # one prediction per time step instead of one per sequence
     scale: Sequence[float] | None = None  # standardised targets * scale = targets in their own units
     baseline: Mapping[str, float] = field(default_factory=dict)  # a reference method's figures, logged beside
+    encoding: Mapping[str, Any] = field(default_factory=dict)  # how raw data becomes inputs: logged as task.json
 
     @property
     def metric(self) -> str:

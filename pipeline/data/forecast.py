@@ -115,7 +115,14 @@ class ForecastData(SplitData):
         values = frame[targets + features].apply(pd.to_numeric).to_numpy(dtype=np.float64)  # (N, K + F)
         bounds = self.bounds(len(values))
         mean, std = values[: bounds[0]].mean(axis=0), values[: bounds[0]].std(axis=0) + 1e-8
-        self.targets, self.std = targets, std[: len(targets)]
+        self.std = std[: len(targets)]
+        self.encoding = {
+            "columns": targets + features,  # inputs, in order; the first len(targets) are also the targets
+            "targets": targets,
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+            "relative_to_last": True,  # target columns minus the window's last value, in standardised units
+        }
         scaled = (values - mean) / std
         self.raw, self.starts = values[:, : len(targets)], {}
         out = {}
@@ -175,4 +182,5 @@ class ForecastData(SplitData):
             metrics=("rmse", "mae"),
             scale=tuple(float(s) for s in np.tile(self.std, self.task.horizon)),
             baseline=self.baseline(),
+            encoding=self.encoding,
         )

@@ -82,4 +82,7 @@ class LanguageData(SplitData):
     @property
     def spec(self) -> TaskSpec:
         size = len(self.vocabulary) + 1 if self.splits else 0
-        return TaskSpec(input_size=size, num_outputs=size, metrics=("bpc",), tokens=True, per_step=True)
+        encoding = {"vocabulary": "".join(self.vocabulary), "unknown": 0}  # character i of it has id i + 1
+        return TaskSpec(
+            input_size=size, num_outputs=size, metrics=("bpc",), tokens=True, per_step=True, encoding=encoding
+        )

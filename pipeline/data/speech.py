@@ -74,6 +74,7 @@ class SpeechData(SplitData):
             raise DataError(f"task.val_fraction={self.task.val_fraction}: cannot split {name} ({err})") from None
         fit = np.concatenate([X_train[i] for i in idx_train], axis=1)  # (C, total time steps)
         mean, std = fit.mean(axis=1, keepdims=True), fit.std(axis=1, keepdims=True) + 1e-8
+        self.encoding = {"classes": list(classes), "mean": mean[:, 0].tolist(), "std": std[:, 0].tolist()}
 
         def encode(X: list[np.ndarray], y: np.ndarray, idx: np.ndarray) -> Split:
             return [(torch.from_numpy(((X[i] - mean) / std).T.copy()), torch.tensor(classes[y[i]])) for i in idx]
@@ -87,5 +88,4 @@ class SpeechData(SplitData):
     @property
     def spec(self) -> TaskSpec:
         x, _ = self.splits["train"][0]
-        n_classes = 1 + max(int(y) for split in self.splits.values() for _, y in split)
-        return TaskSpec(input_size=x.shape[1], num_outputs=n_classes)
+        return TaskSpec(input_size=x.shape[1], num_outputs=len(self.encoding["classes"]), encoding=self.encoding)
