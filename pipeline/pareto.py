@@ -42,3 +42,12 @@ def hypervolume(frame: pd.DataFrame, objectives: Sequence[Objective], reference:
             area += (x - reference[0]) * (y - best_second)
             best_second = y
     return float(area)
+
+
+def reference_quality(values: pd.Series, direction: str, margin: float = 0.01) -> float:
+    """The worst value, moved a further `margin` of the values' range (1e-3 if they are all equal) the worse way,
+    so that even the worst trial adds a strip of hypervolume."""
+    values = values.astype(float)
+    span = float(values.max() - values.min())
+    step = margin * span if span > 0 else 1e-3
+    return float(values.min() - step) if direction == "max" else float(values.max() + step)

@@ -64,3 +64,50 @@ def front_plot(table: pd.DataFrame, quality: str, path: Path, dense: float | Non
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
+
+
+def overlay_plot(table: pd.DataFrame, path: Path, references: dict[str, tuple[float, float]], title: str = "") -> Path:
+    """One panel per quality metric: each source's trials and front in its colour, the combined front dashed
+    in black, the common reference point as a cross."""
+    metrics = sorted(table["metric"].unique())
+    fig = Figure(figsize=(7.5, 4.8 * len(metrics)), layout="constrained")
+    FigureCanvasAgg(fig)
+    colours = {s: f"C{k % 10}" for k, s in enumerate(dict.fromkeys(table["source"]))}
+    for ax, metric in zip(fig.subplots(len(metrics), 1, squeeze=False)[:, 0], metrics, strict=True):
+        rows = table[table["metric"] == metric]
+        for source, part in rows.groupby("source", sort=False):
+            front = part[part["pareto_source"]].sort_values("sparsity")
+            ax.scatter(part["sparsity"], part["val_quality"], color=colours[source], s=18, alpha=0.45)
+            ax.plot(front["sparsity"], front["val_quality"], "o-", color=colours[source], label=source)
+        combined = rows[rows["pareto_combined"]].sort_values("sparsity")
+        ax.plot(combined["sparsity"], combined["val_quality"], "--", color="black", lw=1, label="combined front")
+        ax.plot(*references[metric], "x", color="black", ms=8, label="reference point")
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel(f"val_{metric}")
+        ax.set_title(title or f"Pareto fronts, val_{metric}")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7)  # long source names: below
+    return _save(fig, path)
+
+
+def round_curves(history: pd.DataFrame, quality: str, path: Path, title: str = "") -> Path:
+    """Validation quality (left axis) and sparsity (right axis) of one run against the round (0 = dense)."""
+    fig = Figure(figsize=(4.8, 3.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(history["round"], history[quality], "o-", color="tab:red")
+    ax.set_xlabel("round")
+    ax.set_ylabel(quality, color="tab:red")
+    twin = ax.twinx()
+    twin.plot(history["round"], history["sparsity"], "s--", color="tab:blue")
+    twin.set_ylabel("sparsity", color="tab:blue")
+    twin.set_ylim(-0.02, 1.02)
+    ax.set_xticks(list(history["round"]))
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
