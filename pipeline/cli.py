@@ -1,4 +1,6 @@
-"""Command line: `python -m pipeline {train|prune|search|compare|report} [key=value ...] [--config FILE]`."""
+"""Command line: `python -m pipeline {train|prune|search} [key=value ...] [--config FILE]`, and
+`python -m pipeline compare SOURCE [SOURCE ...] [--out DIR] [--log-to URI] [--reference S,Q]`,
+`python -m pipeline report SOURCE [--out DIR]`, where a SOURCE is `URI#NAME`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import shlex
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
 from pipeline import config
 from pipeline.errors import PipelineError
@@ -17,10 +21,12 @@ COMMANDS = {
     "train": "train the dense model and log it as round 0",
     "prune": "train, then run the prune -> retrain rounds of the recipe",
     "search": "search pruning recipes with Optuna: the sparsity-vs-quality Pareto front",
-    "compare": "compare Pareto fronts across searches (not available in this version)",
-    "report": "write a report of a search (not available in this version)",
+    "compare": "compare the Pareto fronts of searches across tracking stores: compare SOURCE [SOURCE ...]",
+    "report": "write a static HTML report of a search: report SOURCE",
 }
-AVAILABLE = {"train", "prune", "search"}
+AVAILABLE = {"train", "prune", "search"}  # the commands configured by key=value
+SOURCE_HELP = "URI#NAME: a tracking URI and an experiment name or a search's parent run id"
+FLAGS = {"--out", "--log-to", "--reference"}  # flags of compare/report that take a value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,7 +50,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, config.Config]:
     overrides = [item for arg in args.overrides for item in _split(arg)]
     cfg = config.load(overrides, args.config)
     if args.command not in AVAILABLE:
-        raise PipelineError(f"{args.command}: not available in this version; use one of {sorted(AVAILABLE)}")
+        raise PipelineError(f"{args.command} takes sources, not config keys: python -m pipeline {args.command} --help")
     return args.command, cfg
 
 
@@ -65,10 +71,60 @@ def _split(arg: str) -> list[str]:
     return items if all("=" in item for item in items) else [arg]
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line and exit code 2, like every other usage problem
+        raise PipelineError(f"{self.prog}: {message}")
+
+
+def source_parser(command: str) -> argparse.ArgumentParser:
+    """The parser of `compare` and `report`: sources, not config keys."""
+    p = _Parser(prog=f"python -m pipeline {command}", description=COMMANDS[command])
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help=SOURCE_HELP)
+    p.add_argument("--out", metavar="DIR", default=f"./{command}", help=f"output folder (default: ./{command})")
+    if command == "compare":
+        p.add_argument("--log-to", metavar="URI", help="also log the comparison as a run (experiment `compare`)")
+        p.add_argument("--reference", metavar="S,Q", type=point, help="fixed reference point of the hypervolumes")
+    return p
+
+
+def point(text: str) -> tuple[float, float]:
+    """`S,Q` -> (sparsity, quality) of a reference point."""
+    sparsity, quality = (float(v) for v in text.split(","))  # a ValueError becomes argparse's usage error
+    return sparsity, quality
+
+
+def _words(arg: str) -> list[str]:
+    """`mlflow run` passes sources and flags as one string: split it like a shell would when every word is a
+    source, a flag or a flag's value; otherwise it is one argument (a path with a space, say)."""
+    try:
+        words = shlex.split(arg)
+    except ValueError:
+        return [arg]
+    values = {i + 1 for i, word in enumerate(words) if word in FLAGS}
+    return words if all("#" in w or w.startswith("--") or i in values for i, w in enumerate(words)) else [arg]
+
+
+def run_sources(command: str, argv: Sequence[str]) -> None:
+    """Run `compare` or `report` on the sources in argv."""
+    args = source_parser(command).parse_args([word for arg in argv for word in _words(arg)])
+    if not args.sources or (command == "report" and len(args.sources) > 1):
+        raise PipelineError(f"{command} needs {'one SOURCE' if command == 'report' else 'SOURCEs'} ({SOURCE_HELP})")
+    from pipeline import compare, report  # heavy imports only once the input is known to be good
+
+    if command == "compare":
+        compare.run(args.sources, Path(args.out), args.log_to, args.reference)
+    else:
+        report.run(args.sources[0], Path(args.out))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse and validate everything, then run; a usage problem is one line on stderr and exit code 2."""
     quiet_dependencies()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] in COMMANDS.keys() - AVAILABLE:
+            run_sources(argv[0], argv[1:])
+            return 0
         command, cfg = parse(argv)
         from pipeline import runner, search  # heavy imports only once the input is known to be good
 

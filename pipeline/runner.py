@@ -108,7 +108,7 @@ def run(
     """Run `train` or `prune` as one MLflow run (a child of `parent` if given); `started` gets its id first."""
     data, module, callback = build(cfg, rounds=cfg.pruning.iterations if command == "prune" else 0)
     uri = tracking.tracking_uri(cfg.tracking.uri)
-    tags = {"pipeline.command": command, **(tags or {})}
+    tags = {"pipeline.command": command, "pipeline.metric": module.metric, **(tags or {})}
     with tracking.open_run(uri, cfg.tracking.experiment, cfg.flat(), cfg.tracking.run_name, tags, parent) as logger:
         if started:
             started(logger.run_id)

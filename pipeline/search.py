@@ -171,7 +171,8 @@ def _exists(cfg: Config, name: str) -> bool:
 def work(cfg: Config, name: str, parent: str, dense: runner.RunResult, index: int) -> None:
     """One worker: take trials from the study until it has `search.n_trials` finished ones."""
     os.environ.pop("MLFLOW_RUN_ID", None)  # inherited from `mlflow run`: trial runs are children, not it
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.search.workers))
+    if cfg.search.workers > 1:  # workers share the cores (a single worker keeps the caller's setting)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.search.workers))
     sampler = optuna.samplers.TPESampler(seed=cfg.search.seed + index)  # workers must not propose alike
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3) if cfg.search.mode == "constrained" else None
     study = optuna.load_study(study_name=name, storage=storage(cfg), sampler=sampler, pruner=pruner)
