@@ -45,3 +45,9 @@ def test_hypervolume_of_one_point_and_of_nothing() -> None:
     df = frame([(3, 2)])
     assert pareto.hypervolume(df, OBJECTIVES, (0.0, -5.0)) == pytest.approx(3 * 3)
     assert pareto.hypervolume(df, OBJECTIVES, (4.0, -5.0)) == 0.0
+
+
+def test_reference_quality_lies_one_percent_of_the_range_past_the_worst() -> None:
+    assert pareto.reference_quality(pd.Series([0.2, 0.5, 0.4]), "max") == pytest.approx(0.2 - 0.003)
+    assert pareto.reference_quality(pd.Series([1.0, 3.0]), "min") == pytest.approx(3.0 + 0.02)
+    assert pareto.reference_quality(pd.Series([0.5, 0.5]), "max") == pytest.approx(0.499)  # no range: 1e-3
