@@ -69,17 +69,18 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers) as pool:
         n = len(tasks)
         rows = list(pool.map(job, tasks, [args.seed] * n, [tuple(args.overrides)] * n))
-    print("| task | data | model | epochs | metric | dense | 80% sparse | change (+ is better) | baselines (test) | minutes |")
+    columns = ["task", "data", "model", "epochs", "metric", "dense", "80% sparse", "change (+ is better)"]
+    print("| " + " | ".join([*columns, "baselines (test)", "minutes"]) + " |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         metric, sign = r["metric"], 1 if r["direction"] == "max" else -1
-        change = sign * (r["pruned"] - r["dense"]) * (100 if metric == "accuracy" else 1)
-        unit = " points" if metric == "accuracy" else ""
+        change = sign * (r["pruned"] - r["dense"])
+        change_text = f"{100 * change:+.2f} points" if metric == "accuracy" else f"{change:+.4f}"
         baselines = ", ".join(f"{k.split('_test')[0]} {v:.4f}" for k, v in r["baseline"].items()) or "-"
         print(
             f"| {r['task']} | {r['dataset']} | {r['model']} | {r['epochs']} | {metric} ({r['direction']}) "
             f"| {figure(r['dense'], metric)} | {figure(r['pruned'], metric)} (sparsity {r['sparsity']:.4f}) "
-            f"| {change:+.2f}{unit} | {baselines} | {r['minutes']:.1f} |"
+            f"| {change_text} | {baselines} | {r['minutes']:.1f} |"
         )
 
 
