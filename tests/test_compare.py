@@ -17,13 +17,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg2
+import postgres
 import pytest
 from conftest import TINY
 from matplotlib.image import imread
@@ -31,7 +30,6 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import cli, compare, tracking
 
-PG = "postgresql://postgres@127.0.0.1:5432"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 # Few, quick trials whose sparsity varies, so that the fronts have some shape.
 SPACE = "{pruning.method: {choices: [magnitude, random]}, pruning.amount: {low: 0.3, high: 0.95}}"
@@ -109,18 +107,17 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Search:
 @pytest.fixture
 def server(tmp_path: Path):
     """A real `mlflow server` on a fresh PostgreSQL database, on a free loopback port; dropped afterwards."""
-    try:
-        admin("select 1")
-    except psycopg2.OperationalError as err:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required under CI: {err}")
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432: {err}")
-    database, port = f"test_{uuid.uuid4().hex[:10]}_server", free_port()
-    admin(f"create database {database}")
+    with postgres.databases("server") as (store,):
+        yield from _serve(store, tmp_path)
+
+
+def _serve(store: str, tmp_path: Path):
+    """`mlflow server` on the backend store `store` until the test ends; yields its URL."""
+    port = free_port()
     log = (tmp_path / "server.log").open("w")
     command = [
         str(Path(sys.executable).parent / "mlflow"), "server",
-        "--backend-store-uri", f"{PG}/{database}",
+        "--backend-store-uri", store,
         "--artifacts-destination", str(tmp_path / "server-artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
@@ -138,15 +135,6 @@ def server(tmp_path: Path):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
-        admin(f"drop database if exists {database} with (force)")
-
-
-def admin(sql: str) -> None:
-    connection = psycopg2.connect(f"{PG}/postgres", connect_timeout=3)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-    connection.close()
 
 
 def wait_for_health(url: str, process: subprocess.Popen, log: Path) -> None:

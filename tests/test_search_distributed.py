@@ -8,44 +8,24 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import optuna
-import psycopg2
+import postgres
 import pytest
 from conftest import TINY
 from mlflow.tracking import MlflowClient
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 ROOT = Path(__file__).resolve().parent.parent
 COMPLETE, RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
-
-
-def admin(sql: str) -> None:
-    connection = psycopg2.connect(f"{SERVER}/postgres")
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(sql)
-    connection.close()
 
 
 @pytest.fixture
 def databases():
     """Two fresh databases, one for Optuna and one for MLflow (never one database for both)."""
-    try:
-        admin("select 1")
-    except psycopg2.OperationalError as err:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required under CI: {err}")
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432: {err}")
-    names = [f"test_{uuid.uuid4().hex[:10]}_{kind}" for kind in ("optuna", "mlflow")]
-    for name in names:
-        admin(f"create database {name}")
-    yield [f"{SERVER}/{name}" for name in names]
-    for name in names:
-        admin(f"drop database if exists {name} with (force)")
+    with postgres.databases("optuna", "mlflow") as urls:
+        yield urls
 
 
 def kill_a_helper_mid_trial(storage: str, main_pid: int, process: subprocess.Popen) -> optuna.trial.FrozenTrial:
