@@ -43,16 +43,18 @@ def kill_a_helper_mid_trial(storage: str, main_pid: int, process: subprocess.Pop
                 os.kill(pid, signal.SIGKILL)
                 return trial
         time.sleep(0.1)
-    raise AssertionError("no helper worker ran a trial in time")
+    output = process.communicate()[0] if process.poll() is not None else "(still running)"
+    raise AssertionError(f"no helper worker ran a trial in time; the command's output ends:\n{output[-3000:]}")
 
 
 def test_two_workers_finish_the_study_after_one_is_killed(databases, tmp_path: Path) -> None:
     optuna_url, mlflow_url = databases
-    n_trials = 6
+    # Trials long enough that the helper, whose process start takes seconds on a busy machine, gets some.
+    n_trials = 8
     space = "{pruning.method: {choices: [magnitude, taylor]}, pruning.iterations: {low: 3, high: 4}}"
     overrides = [
         *TINY,
-        "pruning.retrain_epochs=3",
+        "pruning.retrain_epochs=4",
         f"tracking.uri={mlflow_url}",
         f"train.checkpoint_dir={tmp_path / 'ck'}",
         f"search.n_trials={n_trials}",
