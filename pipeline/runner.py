@@ -114,6 +114,7 @@ def run(
             started(logger.run_id)
         if data.spec.baseline:  # a reference method's figures on the same splits, e.g. seasonal naive
             tracking.log_metrics(logger.client, logger.run_id, data.spec.baseline)
+            print("baselines: " + "  ".join(f"{k} {v:.4f}" for k, v in data.spec.baseline.items()), flush=True)
         trainer = pl.Trainer(
             max_epochs=callback.total_epochs,
             max_steps=callback.total_steps,
