@@ -58,7 +58,6 @@ def quiet_dependencies() -> None:
     """Keep the terminal to progress that matters: no advertising tip, no deprecation noise of dependencies,
     no download bars, and Optuna's per-trial lines left to the search's own."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
-    logging.getLogger("optuna").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec).*")

@@ -112,6 +112,7 @@ def run(cfg: Config) -> pd.DataFrame:
     The dense model is trained once per study (a later command on the same study reuses it), and the
     study is created here, before any worker starts, so workers never race to create its schema.
     """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search prints its own line per trial
     runner.check_data(cfg)  # data that cannot be used fails here, before any run is opened
     storage(cfg)  # and so does an unreachable study store
     uri = tracking.tracking_uri(cfg.tracking.uri)
@@ -171,6 +172,7 @@ def _exists(cfg: Config, name: str) -> bool:
 def work(cfg: Config, name: str, parent: str, dense: runner.RunResult, index: int) -> None:
     """One worker: take trials from the study until it has `search.n_trials` finished ones."""
     os.environ.pop("MLFLOW_RUN_ID", None)  # inherited from `mlflow run`: trial runs are children, not it
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a spawned worker is a fresh process
     if cfg.search.workers > 1:  # workers share the cores (a single worker keeps the caller's setting)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.search.workers))
     sampler = optuna.samplers.TPESampler(seed=cfg.search.seed + index)  # workers must not propose alike
