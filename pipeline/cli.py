@@ -56,7 +56,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, config.Config]:
 
 def quiet_dependencies() -> None:
     """Keep the terminal to progress that matters: no advertising tip, no deprecation noise of dependencies,
-    no download bars, and Optuna's per-trial lines left to the search's own."""
+    no download bars (Optuna's per-trial lines are silenced by the search itself)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
