@@ -13,15 +13,17 @@ import logging
 import statistics
 import time
 import warnings
+from typing import Any
 
 import lightning.pytorch as pl
 
-from pipeline import config, runner
+from pipeline import conf, runner
 
 
-def measure(overrides: list[str], seed: int, prune: bool) -> dict[str, float]:
-    """Train (and prune) one seed; the dense and final round of the callback's history."""
-    cfg = config.load([*overrides, f"train.seed={seed}"])
+def measure(overrides: list[str], seed: int, prune: bool) -> dict[str, Any]:
+    """Train (and prune) one seed; the test metric of the dense and final rounds, the final sparsity, the
+    metric's name and direction, the task's test baselines in that metric, and the seconds it took."""
+    cfg = conf.load([*overrides, f"train.seed={seed}"])
     data, module, callback = runner.build(cfg, rounds=cfg.pruning.iterations if prune else 0)
     start = time.perf_counter()
     trainer = pl.Trainer(
@@ -41,6 +43,9 @@ def measure(overrides: list[str], seed: int, prune: bool) -> dict[str, float]:
         "final": final[metric],
         "sparsity": final["sparsity"],
         "seconds": time.perf_counter() - start,
+        "metric": module.metric,
+        "direction": module.direction,
+        "baseline": {k: v for k, v in data.spec.baseline.items() if k.endswith(metric)},
     }
 
 
@@ -61,7 +66,7 @@ def main() -> None:
             f"({r['seconds']:.1f} s)",
             flush=True,
         )
-    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    med = {k: statistics.median(r[k] for r in rows) for k in ("dense", "final", "sparsity", "seconds")}
     print(
         f"median: dense {med['dense']:.4f}  final {med['final']:.4f}  change {100 * (med['final'] - med['dense']):+.2f}"
         f" points  sparsity {med['sparsity']:.4f}  {med['seconds']:.1f} s per seed  ({' '.join(args.overrides)})"

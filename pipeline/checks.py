@@ -1,9 +1,12 @@
-"""Option fields and their validity checks: each check returns an error phrase, or None when valid."""
+"""Option fields and their validity checks: each check returns an error phrase, or None when valid; and the
+type checks every option goes through."""
 
 from __future__ import annotations
 
 import copy
 import importlib
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import field
 from typing import Any
@@ -47,3 +50,28 @@ def one_of(registry: str) -> Check:
         return None if value in allowed else f"must be one of: {', '.join(allowed)}"
 
     return check
+
+
+# --- types of option values ------------------------------------------------------------------------
+
+
+def is_float(tp: Any) -> bool:
+    """The type is float, or a union holding float (an int given for it is widened)."""
+    return tp is float or float in typing.get_args(tp)
+
+
+def type_ok(value: Any, tp: Any) -> bool:
+    """The value is of the (union) type; a bool is not taken for an int or a float."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return any(type_ok(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp in (int, float) and isinstance(value, bool):
+        return False
+    return isinstance(value, tp)
+
+
+def type_name(tp: Any) -> str:
+    """The type as an error message names it: `float or null`."""
+    args = typing.get_args(tp)
+    return " or ".join("null" if a is type(None) else a.__name__ for a in args) if args else tp.__name__

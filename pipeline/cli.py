@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from pipeline import config
+from pipeline import conf, config
 from pipeline.errors import PipelineError
 
 COMMANDS = {
@@ -48,7 +48,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[str, config.Config]:
     """The command and its validated Config."""
     args = parser().parse_args(argv)
     overrides = [item for arg in args.overrides for item in _split(arg)]
-    cfg = config.load(overrides, args.config)
+    cfg = conf.load(overrides, args.config)
     if args.command not in AVAILABLE:
         raise PipelineError(f"{args.command} takes sources, not config keys: python -m pipeline {args.command} --help")
     return args.command, cfg

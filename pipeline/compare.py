@@ -8,13 +8,11 @@ cannot share a front, so fronts and reference points are computed per metric.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,7 +237,7 @@ def log(uri: str, out: Path, summary: pd.DataFrame, refs: dict[str, tuple[float,
         f"hypervolume/{label(row.source)}" + (f"/{row.metric}" if twice else ""): row.hypervolume
         for row, twice in zip(summary.itertuples(), several, strict=True)
     }
-    with tempfile.TemporaryDirectory() as tmp, _own_run(uri):
+    with tempfile.TemporaryDirectory() as tmp:
         for name in FILES:  # only the comparison's files, whatever else `out` holds
             shutil.copy(out / name, tmp)
         with tracking.open_run(uri, "compare", params, tags={"pipeline.command": "compare"}) as logged:
@@ -247,16 +245,3 @@ def log(uri: str, out: Path, summary: pd.DataFrame, refs: dict[str, tuple[float,
             tracking.log_metrics(logged.client, logged.run_id, metrics)
     print(f"logged the comparison as run {logged.run_id} in {tracking.redact(uri)}")
     return logged.run_id
-
-
-@contextmanager
-def _own_run(uri: str) -> Iterator[None]:
-    # `mlflow run` exports the id of the run it made in its own store: log into it only when that store is `uri`.
-    inherited = os.environ.get("MLFLOW_RUN_ID")
-    if inherited and os.environ.get("MLFLOW_TRACKING_URI") != uri:
-        del os.environ["MLFLOW_RUN_ID"]
-    try:
-        yield
-    finally:
-        if inherited:
-            os.environ["MLFLOW_RUN_ID"] = inherited

@@ -1,26 +1,23 @@
-"""Typed configuration: the single source of truth for every option, loaded and validated up front.
+"""Typed configuration: the single source of truth for every option, its default, help and check.
 
-Precedence, lowest first: dataclass defaults < `conf/config.yaml` (which selects one file per group,
-e.g. `conf/model/lstm.yaml`; a group file may also set keys of other groups it needs, which win over
-those groups' files) < `--config FILE` < `key=value` overrides. `group=name` on the command
-line selects another group file (`model=gru`). Every value is checked before any work starts; a bad
-one raises `ConfigError` with one line naming the key, the value and what is allowed.
+`pipeline/conf.py` builds a validated Config from the conf/ files, a YAML file and `key=value` overrides.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import types
-import typing
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline.checks import at_least, in_open_unit, in_unit_interval, one_of, opt, positive
+from pipeline.checks import (
+    at_least,
+    in_open_unit,
+    in_unit_interval,
+    one_of,
+    opt,
+    positive,
+)
 from pipeline.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -177,54 +174,6 @@ class Config:
         return {f"{g}.{k}": v for g in GROUPS for k, v in dataclasses.asdict(getattr(self, g)).items()}
 
 
-# --- loading -----------------------------------------------------------------------------------------
-
-
-def load(overrides: Iterable[str] = (), config_file: str | Path | None = None, conf_dir: Path = CONF_DIR) -> Config:
-    """Build a validated Config from the conf/ files, an optional YAML file and `key=value` overrides."""
-    pairs = [_split(item) for item in overrides]
-    base = _read_yaml(conf_dir / "config.yaml") if (conf_dir / "config.yaml").exists() else {}
-    selected = {**base.pop("defaults", {}), **{k: v for k, v in pairs if k in GROUPS}}
-    cfg, needs = Config(), []
-    for group, name in selected.items():
-        values = _group_file(conf_dir, group, name)
-        # A group file may also set keys of other groups that it needs (language: a one-way model).
-        needs += [({key: values.pop(key)}, f"{group}={name}") for key in list(values) if key in GROUPS]
-        _apply(cfg, {group: values}, source=f"{group}={name}")
-    for tree, source in needs:
-        _apply(cfg, tree, source)
-    _apply(cfg, base, source=str(conf_dir / "config.yaml"))
-    if config_file is not None:
-        _apply(cfg, _read_yaml(Path(config_file)), source=str(config_file))
-    for key, raw in pairs:
-        if key not in GROUPS:
-            _set(cfg, key, _parse_scalar(raw))
-    return cfg.check()
-
-
-def derive(cfg: Config, values: Mapping[str, Any]) -> Config:
-    """A validated copy of cfg with `group.key -> value` set (e.g. one search trial's recipe)."""
-    out = copy.deepcopy(cfg)
-    for key, value in values.items():
-        _set(out, key, value)
-    return out.check()
-
-
-def validate_value(cfg: Config, key: str) -> None:
-    """Check one `group.field` of cfg against its type and range."""
-    group, name = key.split(".", 1)
-    section = getattr(cfg, group)
-    f = {f.name: f for f in dataclasses.fields(section)}[name]
-    value = getattr(section, name)
-    expected = typing.get_type_hints(type(section))[name]
-    if not _type_ok(value, expected):
-        raise ConfigError(f"{key}={value!r}: expected {_type_name(expected)}")
-    check = f.metadata.get("check")
-    problem = check(value) if check and value is not None else None
-    if problem:
-        raise ConfigError(f"{key}={value!r}: {problem}")
-
-
 def options() -> list[tuple[str, Any, str]]:
     """Every option as (key, default, help), for --help."""
     cfg = Config()
@@ -233,86 +182,3 @@ def options() -> list[tuple[str, Any, str]]:
         for f in dataclasses.fields(getattr(cfg, g)):
             out.append((f"{g}.{f.name}", getattr(getattr(cfg, g), f.name), f.metadata.get("help", "")))
     return out
-
-
-def _split(item: str) -> tuple[str, str]:
-    if "=" not in item:
-        raise ConfigError(f"{item!r}: overrides take the form key=value (see --help for the keys)")
-    key, raw = item.split("=", 1)
-    return key.strip(), raw
-
-
-def _parse_scalar(raw: str) -> Any:
-    for number in (int, float):  # YAML 1.1 reads `1e-3` as a string
-        try:
-            return number(raw)
-        except ValueError:
-            pass
-    try:
-        return yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        return raw
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of group -> options")
-    return data
-
-
-def _group_file(conf_dir: Path, group: str, name: Any) -> dict[str, Any]:
-    path = conf_dir / group / f"{name}.yaml"
-    if not path.is_file():
-        available = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
-        raise ConfigError(f"{group}={name}: no {path.relative_to(conf_dir.parent)}; available: {', '.join(available)}")
-    return _read_yaml(path)
-
-
-def _apply(cfg: Config, tree: Mapping[str, Any], source: str) -> None:
-    for group, values in tree.items():
-        if group not in GROUPS:
-            raise ConfigError(f"{source}: unknown group {group!r}; groups are {', '.join(GROUPS)}")
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"{source}: {group} must be a mapping of options")
-        for name, value in values.items():
-            _set(cfg, f"{group}.{name}", value)
-
-
-def _set(cfg: Config, key: str, value: Any) -> None:
-    group, _, name = key.partition(".")
-    if group not in GROUPS:
-        raise ConfigError(f"{key}={value!r}: unknown key; keys start with one of: {', '.join(GROUPS)}")
-    names = [f.name for f in dataclasses.fields(getattr(cfg, group))]
-    if name not in names:
-        raise ConfigError(f"{key}={value!r}: unknown key; {group} keys are: {', '.join(names)}")
-    section = getattr(cfg, group)
-    expected = typing.get_type_hints(type(section))[name]
-    if _is_float(expected) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    setattr(section, name, value)
-    validate_value(cfg, key)
-
-
-def _is_float(tp: Any) -> bool:
-    return tp is float or float in typing.get_args(tp)
-
-
-def _type_ok(value: Any, tp: Any) -> bool:
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        return any(_type_ok(value, arg) for arg in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp in (int, float) and isinstance(value, bool):
-        return False
-    return isinstance(value, tp)
-
-
-def _type_name(tp: Any) -> str:
-    args = typing.get_args(tp)
-    return " or ".join("null" if a is type(None) else a.__name__ for a in args) if args else tp.__name__

@@ -93,15 +93,6 @@ class RNNModule(pl.LightningModule):
 
     def __init__(
         self,
-        cell: str = "lstm",
-        input_size: int = 12,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        dropout: float = 0.0,
-        num_outputs: int = 9,
-        vocab_size: int = 0,
-        per_step: bool = False,
         loss: str = "cross_entropy",
         metrics: Sequence[str] = ("accuracy",),
         scale: Sequence[float] | None = None,
@@ -109,12 +100,12 @@ class RNNModule(pl.LightningModule):
         weight_decay: float = 0.0,
         seed: int = 0,
         callbacks: Sequence[pl.Callback] = (),
+        **net: Any,
     ) -> None:
+        """`net`: the RNNNet's arguments (cell, input_size, hidden_size, ...)."""
         super().__init__()
-        self.save_hyperparameters(ignore=["callbacks"])
-        self.net = RNNNet(
-            cell, input_size, hidden_size, num_layers, bidirectional, dropout, num_outputs, vocab_size, per_step
-        )
+        self.save_hyperparameters(ignore=["callbacks"])  # the network's arguments are kept flat, beside the rest
+        self.net = RNNNet(**net)
         self.scoring = Scoring(loss, tuple(metrics), None if scale is None else tuple(scale))
         self.metric, self.extra_callbacks = metrics[0], list(callbacks)
         self.direction = METRICS[self.metric].direction

@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 
 from pipeline import fronts, runner, tracking
-from pipeline.config import Config, derive
+from pipeline.conf import derive
+from pipeline.config import Config
 from pipeline.errors import StoreError
 from pipeline.pruning.callback import PruningCallback
 

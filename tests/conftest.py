@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import config
+from pipeline import conf, config
 
 TINY = [
     "model.hidden_size=8",
@@ -42,7 +42,7 @@ def tiny(tmp_path: Path):
     """Build a tiny Config whose stores and checkpoints live in tmp_path."""
 
     def make(*overrides: str) -> config.Config:
-        return config.load(
+        return conf.load(
             [
                 *TINY,
                 f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",

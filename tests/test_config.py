@@ -6,21 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli, config
+from pipeline import cli, conf, config
 from pipeline.errors import ConfigError
 
 
 def test_defaults_are_valid_and_match_the_conf_selection() -> None:
-    cfg = config.load()
+    cfg = conf.load()
     assert (cfg.task.name, cfg.model.cell, cfg.pruning.schedule) == ("speech", "lstm", "iterative")
     for key, _, _ in config.options():
-        config.validate_value(cfg, key)
+        conf.validate_value(cfg, key)
 
 
 def test_precedence_group_file_then_config_file_then_overrides(tmp_path: Path) -> None:
     extra = tmp_path / "extra.yaml"
     extra.write_text("model: {hidden_size: 33}\npruning: {amount: 0.5}\n")
-    cfg = config.load(["model=gru", "pruning.amount=0.75", "train.lr=1", "train.weight_decay=1e-4"], extra)
+    cfg = conf.load(["model=gru", "pruning.amount=0.75", "train.lr=1", "train.weight_decay=1e-4"], extra)
     assert cfg.train.weight_decay == 1e-4
     assert cfg.model.cell == "gru"  # from conf/model/gru.yaml
     assert cfg.model.hidden_size == 33  # from the file
@@ -29,8 +29,8 @@ def test_precedence_group_file_then_config_file_then_overrides(tmp_path: Path) -
 
 
 def test_null_clears_an_optional_value() -> None:
-    assert config.load(["pruning.threshold=0.1"]).pruning.threshold == 0.1
-    assert config.load(["pruning.threshold=null"]).pruning.threshold is None
+    assert conf.load(["pruning.threshold=0.1"]).pruning.threshold == 0.1
+    assert conf.load(["pruning.threshold=null"]).pruning.threshold is None
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_null_clears_an_optional_value() -> None:
 )
 def test_bad_input_is_one_line_naming_key_value_and_allowed(override: str, expected: str) -> None:
     with pytest.raises(ConfigError) as err:
-        config.load([override])
+        conf.load([override])
     assert str(err.value).startswith(expected)
     assert "\n" not in str(err.value)
 
@@ -67,9 +67,9 @@ def test_bad_config_file_names_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [1, 2\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
-        config.load([], bad)
+        conf.load([], bad)
     with pytest.raises(ConfigError, match=r"missing\.yaml: no such config file"):
-        config.load([], tmp_path / "missing.yaml")
+        conf.load([], tmp_path / "missing.yaml")
 
 
 @pytest.mark.parametrize(

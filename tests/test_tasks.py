@@ -14,8 +14,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipeline import cli, config, runner
+from pipeline import cli, conf, config, runner
 from pipeline.data import TASKS
+from pipeline.models import RNNModule, RNNNet
 from pipeline.tracking import load_model
 
 TEXT = "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs.\n" * 40
@@ -133,7 +134,7 @@ def test_forecast_metrics_are_in_the_targets_units(tmp_path: Path) -> None:
     spec = data.spec
     assert spec.metrics == ("rmse", "mae") and spec.direction == "min"
     # A network that predicts no change forecasts the last value: exactly the naive baseline, in sales units.
-    module = runner.RNNModule(
+    module = RNNModule(
         input_size=spec.input_size, hidden_size=4, num_outputs=spec.num_outputs, loss=spec.loss,
         metrics=list(spec.metrics), scale=list(spec.scale),
     )  # fmt: skip
@@ -169,7 +170,7 @@ def test_language_split_vocabulary_and_bits_per_character(tmp_path: Path) -> Non
         assert torch.equal(x[1:], y[:-1])  # each target is the next character
     # A model that is uniform over the vocabulary scores exactly log2(V) bits per character.
     spec = data.spec
-    module = runner.RNNModule(
+    module = RNNModule(
         input_size=8, hidden_size=4, num_outputs=spec.num_outputs, vocab_size=spec.input_size, per_step=True,
         bidirectional=False, metrics=["bpc"],
     )  # fmt: skip
@@ -180,10 +181,10 @@ def test_language_split_vocabulary_and_bits_per_character(tmp_path: Path) -> Non
 
 def test_language_model_reads_forwards_only() -> None:
     with pytest.raises(config.ConfigError, match=r"model\.bidirectional=true: task language predicts the next step"):
-        config.load(["task=language", "model.bidirectional=true"])
-    assert config.load(["task=language"]).model.bidirectional is False  # the task file asks for it
+        conf.load(["task=language", "model.bidirectional=true"])
+    assert conf.load(["task=language"]).model.bidirectional is False  # the task file asks for it
     torch.manual_seed(0)
-    net = runner.RNNNet("gru", 6, 5, 2, False, 0.0, 11, vocab_size=11, per_step=True).eval()
+    net = RNNNet("gru", 6, 5, 2, False, 0.0, 11, vocab_size=11, per_step=True).eval()
     x = torch.randint(0, 11, (1, 9))
     changed = x.clone()
     changed[0, 6:] = (x[0, 6:] + 1) % 11

@@ -137,3 +137,20 @@ def test_prune_can_start_from_a_logged_dense_model(tiny, tmp_path: Path) -> None
         runner.build(tiny("train.epochs=0", f"train.init_from={dense_id}", "model.hidden_size=9"), 1)
     with pytest.raises(ConfigError, match=r"train\.init_from=nosuchrun"):
         runner.build(tiny("train.epochs=0", "train.init_from=nosuchrun"), 1)
+
+
+def test_the_run_mlflow_run_exports_is_adopted_in_its_own_store_only(tmp_path: Path, monkeypatch) -> None:
+    from pipeline import tracking
+
+    home, other = f"sqlite:///{tmp_path / 'home.db'}", f"sqlite:///{tmp_path / 'other.db'}"
+    with tracking.open_run(home, "e", {}) as made:  # the run `mlflow run` would have created
+        pass
+    monkeypatch.setenv("MLFLOW_RUN_ID", made.run_id)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", home)
+    with tracking.open_run(other, "e", {"k": 1}) as elsewhere:  # e.g. compare --log-to another store
+        pass
+    assert elsewhere.run_id != made.run_id
+    assert MlflowClient(other).get_run(elsewhere.run_id).info.status == "FINISHED"
+    with tracking.open_run(home, "e", {"k": 2}) as adopted:
+        pass
+    assert adopted.run_id == made.run_id and MlflowClient(home).get_run(made.run_id).data.params["k"] == "2"

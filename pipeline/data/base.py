@@ -1,7 +1,7 @@
 """What every task's datamodule shares: three splits of (input, target) pairs and their loaders.
 
-A family says how its splits are made (`load`) and what its task is (`spec`); batching, the resumable
-shuffle and the caching of the splits are here.
+A family says how its splits are made (`load`) and what its task is (`describe`); batching, the
+resumable shuffle and the caching of the splits and the spec are here.
 """
 
 from __future__ import annotations
@@ -33,14 +33,18 @@ class SplitData(pl.LightningDataModule):
         """The "train", "val" and "test" splits; raises DataError for data that cannot be used."""
         raise NotImplementedError
 
-    @property
-    def spec(self) -> TaskSpec:
-        """Shapes, loss and metrics of the task (reads the splits)."""
+    def describe(self, splits: dict[str, Split]) -> TaskSpec:
+        """Shapes, loss and metrics of the task, once `load` has made the splits."""
         raise NotImplementedError
 
     @cached_property
     def splits(self) -> dict[str, Split]:
         return self.load()
+
+    @cached_property
+    def spec(self) -> TaskSpec:
+        """The task's description (made once: the forecast baselines take some computing)."""
+        return self.describe(self.splits)
 
     def train_dataloader(self) -> DataLoader:
         data = self.splits["train"]

@@ -172,9 +172,8 @@ class ForecastData(SplitData):
                 out[f"{name}_{split}_mae"] = float(np.mean(np.abs(error)))
         return out
 
-    @property
-    def spec(self) -> TaskSpec:
-        x, y = self.splits["train"][0]
+    def describe(self, splits: dict[str, Split]) -> TaskSpec:
+        x, y = splits["train"][0]
         return TaskSpec(
             input_size=x.shape[1],
             num_outputs=len(y),

@@ -79,9 +79,8 @@ class LanguageData(SplitData):
             "test": chunks(ids[test:], task.window),
         }
 
-    @property
-    def spec(self) -> TaskSpec:
-        size = len(self.vocabulary) + 1 if self.splits else 0
+    def describe(self, splits: dict[str, Split]) -> TaskSpec:
+        size = len(self.vocabulary) + 1  # `load` found the vocabulary
         encoding = {"vocabulary": "".join(self.vocabulary), "unknown": 0}  # character i of it has id i + 1
         return TaskSpec(
             input_size=size, num_outputs=size, metrics=("bpc",), tokens=True, per_step=True, encoding=encoding

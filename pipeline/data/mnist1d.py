@@ -64,6 +64,5 @@ class MNIST1DData(SplitData):
             "test": encode(data["x_test"], data["y_test"], np.arange(len(data["y_test"]))),
         }
 
-    @property
-    def spec(self) -> TaskSpec:
+    def describe(self, splits: dict[str, Split]) -> TaskSpec:
         return TaskSpec(input_size=1, num_outputs=10)

@@ -85,7 +85,6 @@ class SpeechData(SplitData):
             "test": encode(X_test, y_test, np.arange(len(X_test))),
         }
 
-    @property
-    def spec(self) -> TaskSpec:
-        x, _ = self.splits["train"][0]
+    def describe(self, splits: dict[str, Split]) -> TaskSpec:
+        x, _ = splits["train"][0]
         return TaskSpec(input_size=x.shape[1], num_outputs=len(self.encoding["classes"]), encoding=self.encoding)

@@ -109,8 +109,10 @@ def _start(
             experiment_id = client.get_run(parent).info.experiment_id
             tags = {"mlflow.parentRunId": parent, **tags}
             return client, client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-        # `mlflow run` creates the run and exports its id; log into it rather than opening another.
-        if run_id := os.environ.get("MLFLOW_RUN_ID"):
+        # `mlflow run` creates the run and exports its id and store; log into it rather than opening another,
+        # unless this run goes to another store, which does not know that id.
+        run_id = os.environ.get("MLFLOW_RUN_ID")
+        if run_id and os.environ.get("MLFLOW_TRACKING_URI", uri) == uri:
             if run_name:
                 tags = {"mlflow.runName": run_name, **tags}
             for key, value in tags.items():
